@@ -1,0 +1,5 @@
+import sys
+
+from waveforge.cli import main
+
+sys.exit(main())

@@ -1,0 +1,136 @@
+"""Audio file I/O with soundfile: mono float32 ``[1, T]`` tensors at the model's rate."""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+from waveforge.errors import BadInputError
+from waveforge.utils.atomic import atomic_path
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    sample_rate: int
+    frames: int
+    channels: int
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate
+
+
+def _check_riff_complete(path: Path) -> None:
+    """Raise if a RIFF/WAVE file's ``data`` chunk promises more bytes than the file holds.
+
+    libsndfile reads such files without complaint and returns fewer frames, which would
+    silently train on (or vocode) a cut-off recording.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        header = f.read(12)
+        if len(header) < 12 or header[:4] not in (b"RIFF", b"RF64") or header[8:12] != b"WAVE":
+            return  # not RIFF/WAVE: leave it to libsndfile
+        if header[:4] == b"RF64":
+            return  # 64-bit sizes live in a ds64 chunk; libsndfile checks those
+        pos = 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            chunk_id, chunk_size = struct.unpack("<4sI", f.read(8))
+            if chunk_id == b"data":
+                if pos + 8 + chunk_size > size:
+                    missing = pos + 8 + chunk_size - size
+                    raise BadInputError(path, f"truncated WAV: the data chunk is {missing} bytes short")
+                return
+            pos += 8 + chunk_size + (chunk_size & 1)
+        raise BadInputError(path, "truncated WAV: no data chunk")
+
+
+def audio_info(path: str | os.PathLike) -> AudioInfo:
+    """Sample rate, frame count and channels, read from the header; raises BadInputError."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(path, "no such file")
+    if path.suffix.lower() == ".wav":
+        _check_riff_complete(path)
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError) as e:
+        raise BadInputError(path, f"not a readable audio file ({_short(e)})") from None
+    if info.frames <= 0:
+        raise BadInputError(path, "audio file holds no samples")
+    return AudioInfo(int(info.samplerate), int(info.frames), int(info.channels))
+
+
+def load_audio(
+    path: str | os.PathLike,
+    sample_rate: int | None = None,
+    *,
+    offset: int = 0,
+    frames: int = -1,
+) -> torch.Tensor:
+    """Read ``path`` as mono float32 in [-1, 1], resampled to ``sample_rate``.
+
+    Args:
+        path: any format libsndfile reads (WAV, FLAC, OGG, AIFF, ...), any channel count.
+        sample_rate: the rate wanted; ``None`` keeps the file's rate.
+        offset, frames: a window in the file's own samples, read with a seek (no whole-file load).
+
+    Returns:
+        ``(1, n_samples)`` tensor.
+    """
+    path = Path(path)
+    info = audio_info(path)
+    try:
+        data, file_rate = sf.read(str(path), start=offset, frames=frames, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as e:
+        raise BadInputError(path, f"not a readable audio file ({_short(e)})") from None
+    if frames < 0 and data.shape[0] < info.frames - offset:
+        raise BadInputError(path, f"truncated: header says {info.frames} frames, read {data.shape[0] + offset}")
+    if not np.isfinite(data).all():
+        raise BadInputError(path, "audio holds NaN or infinite samples")
+    audio = torch.from_numpy(data.mean(axis=1, dtype=np.float32)).unsqueeze(0)  # (1, T)
+    if sample_rate is not None and sample_rate != file_rate:
+        audio = resample(audio, file_rate, sample_rate)
+    return audio
+
+
+def resample(audio: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor:
+    """Band-limited resampling along the last axis (torchaudio's windowed sinc)."""
+    if orig_rate == new_rate:
+        return audio
+    return AF.resample(audio, orig_rate, new_rate)
+
+
+def save_audio(path: str | os.PathLike, audio: torch.Tensor | np.ndarray, sample_rate: int, subtype: str | None = None) -> Path:
+    """Write ``audio`` (``(T,)``, ``(1, T)`` or ``(C, T)``) atomically: a temporary file, then a rename.
+
+    Samples are clipped to [-1, 1]. The format follows the suffix (``.wav`` is 16-bit PCM unless
+    ``subtype`` says otherwise).
+    """
+    if isinstance(audio, torch.Tensor):
+        audio = audio.detach().to("cpu", torch.float32).numpy()
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim == 1:
+        audio = audio[None]
+    if audio.ndim != 2:
+        raise ValueError(f"save_audio wants (T,) or (C, T), got shape {audio.shape}")
+    audio = np.clip(audio, -1.0, 1.0).T  # soundfile wants (T, C)
+    path = Path(path)
+    fmt = path.suffix.lstrip(".").upper() or "WAV"
+    if subtype is None and fmt == "WAV":
+        subtype = "PCM_16"
+    with atomic_path(path) as tmp:
+        sf.write(str(tmp), audio, sample_rate, format=fmt, subtype=subtype)
+    return path
+
+
+def _short(e: Exception) -> str:
+    return str(e).strip().splitlines()[0][:160]

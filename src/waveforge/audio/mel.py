@@ -1,0 +1,114 @@
+"""Log-mel spectrograms aligned to the hop: ``F = T // hop_length`` frames, exactly.
+
+The signal is reflect-padded by ``(n_fft - hop) / 2`` on both sides and framed without centre
+padding, so frame ``f`` covers samples ``[f*hop - (n_fft-hop)/2, f*hop + (n_fft+hop)/2)`` and is
+centred on the middle of hop ``f``. A waveform model that maps ``F`` frames to ``F * hop`` samples
+therefore lines up with its input frame by frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+import torchaudio.functional as AF
+from torch import nn
+
+
+@dataclass(frozen=True)
+class MelConfig:
+    """Everything needed to recompute a model's mel input; travels inside exported models."""
+
+    sample_rate: int = 22050
+    n_fft: int = 1024
+    hop_length: int = 256
+    win_length: int = 1024
+    n_mels: int = 80
+    f_min: float = 0.0
+    f_max: float | None = 8000.0
+    log_floor: float = 1e-5
+
+    def __post_init__(self) -> None:
+        if self.win_length > self.n_fft:
+            raise ValueError(f"win_length ({self.win_length}) must be <= n_fft ({self.n_fft})")
+        if self.hop_length > self.n_fft:
+            raise ValueError(f"hop_length ({self.hop_length}) must be <= n_fft ({self.n_fft})")
+        if self.f_max is not None and self.f_max > self.sample_rate / 2:
+            raise ValueError(f"f_max ({self.f_max}) is above Nyquist ({self.sample_rate / 2})")
+
+    @property
+    def channels(self) -> int:
+        return self.n_mels
+
+    def to_dict(self) -> dict:
+        return {"kind": "mel", **asdict(self)}
+
+
+def mel_filterbank(config: MelConfig) -> torch.Tensor:
+    """Slaney-style mel filterbank, ``(n_mels, n_fft // 2 + 1)``; equals ``librosa.filters.mel``."""
+    fb = AF.melscale_fbanks(
+        n_freqs=config.n_fft // 2 + 1,
+        f_min=config.f_min,
+        f_max=config.f_max if config.f_max is not None else config.sample_rate / 2,
+        n_mels=config.n_mels,
+        sample_rate=config.sample_rate,
+        norm="slaney",
+        mel_scale="slaney",
+    )  # (n_freqs, n_mels)
+    return fb.T.contiguous()
+
+
+def hop_aligned_pad(audio: torch.Tensor, n_fft: int, hop_length: int) -> torch.Tensor:
+    """Pad ``(..., T)`` by ``(n_fft - hop)/2`` each side (reflect where the signal is long enough)."""
+    total = n_fft - hop_length
+    left, right = total // 2, total - total // 2
+    shape = audio.shape
+    flat = audio.reshape(-1, 1, shape[-1])
+    mode = "reflect" if shape[-1] > max(left, right) else "constant"
+    flat = F.pad(flat, (left, right), mode=mode)
+    return flat.reshape(*shape[:-1], flat.shape[-1])
+
+
+def stft_magnitude(audio: torch.Tensor, n_fft: int, hop_length: int, win_length: int, window: torch.Tensor) -> torch.Tensor:
+    """Hop-aligned STFT magnitude: ``(..., T)`` -> ``(..., n_fft//2 + 1, T // hop_length)``."""
+    shape = audio.shape
+    padded = hop_aligned_pad(audio, n_fft, hop_length).reshape(-1, shape[-1] + n_fft - hop_length)
+    spec = torch.stft(padded, n_fft, hop_length, win_length, window, center=False, return_complex=True)
+    mag = torch.sqrt(spec.real.square() + spec.imag.square() + 1e-9)
+    return mag.reshape(*shape[:-1], mag.shape[-2], mag.shape[-1])
+
+
+def log_mel_spectrogram(
+    audio: torch.Tensor,
+    filterbank: torch.Tensor,
+    window: torch.Tensor,
+    n_fft: int,
+    hop_length: int,
+    win_length: int,
+    log_floor: float,
+) -> torch.Tensor:
+    """Natural-log mel magnitude: ``(..., T)`` -> ``(..., n_mels, T // hop_length)``."""
+    mag = stft_magnitude(audio, n_fft, hop_length, win_length, window)
+    mel = torch.matmul(filterbank, mag)
+    return torch.log(torch.clamp(mel, min=log_floor))
+
+
+class MelSpectrogram(nn.Module):
+    """Module form of :func:`log_mel_spectrogram`; the filterbank and window are buffers.
+
+    ``(B, 1, T)`` -> ``(B, n_mels, T // hop_length)``; ``(1, T)`` -> ``(n_mels, T // hop)``.
+    """
+
+    def __init__(self, config: MelConfig):
+        super().__init__()
+        self.config = config
+        self.register_buffer("filterbank", mel_filterbank(config), persistent=False)
+        self.register_buffer("window", torch.hann_window(config.win_length), persistent=False)
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        mel = log_mel_spectrogram(audio.float(), self.filterbank, self.window, c.n_fft, c.hop_length, c.win_length, c.log_floor)
+        if audio.dim() >= 2 and audio.shape[-2] == 1:
+            mel = mel.squeeze(-3)  # drop the channel axis: (B, 1, M, F) -> (B, M, F)
+        return mel

@@ -1,0 +1,235 @@
+"""The ``waveforge`` command.
+
+Each subcommand parses its arguments here and calls library code; bad input anywhere surfaces as
+:class:`~waveforge.errors.BadInputError`, printed as one line with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from waveforge.errors import BadInputError
+
+
+def _add_synthesis_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("sampling")
+    g.add_argument("--temperature", type=float, default=1.0, help="AR sampling temperature (default 1.0)")
+    g.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass for AR models (default 1.0: off)")
+    g.add_argument("--steps", type=int, default=None, help="diffusion steps (default: the model's)")
+    g.add_argument("--sampler", default=None, help="diffusion sampler: ddpm, ddim, euler, heun, dpmpp-2m")
+    g.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1 = off)")
+    g.add_argument("--sigma", type=float, default=None, help="WaveGlow prior temperature (default: the model's)")
+    g.add_argument("--seed", type=int, default=None)
+    g.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
+
+
+def _options(args: argparse.Namespace, **overrides):
+    from waveforge.inference.families import SynthesisOptions
+
+    return SynthesisOptions(
+        temperature=args.temperature,
+        top_p=args.top_p,
+        steps=args.steps,
+        sampler=args.sampler,
+        guidance=args.guidance,
+        sigma=args.sigma,
+        seed=args.seed,
+        progress=True,
+        **overrides,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="waveforge", description="Waveform-domain music generation.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="the main job on embedded data, no downloads")
+    p.add_argument("-o", "--out", type=Path, default=Path("demo-out"), help="output folder (default demo-out)")
+    p.add_argument("--minutes", type=float, default=None, help="training budget in minutes (default: the demo's)")
+    p.set_defaults(func=_cmd_demo)
+
+    data = sub.add_parser("data", help="datasets in the MAESTRO layout").add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    p = data.add_parser("synth", help="build a MAESTRO-like corpus offline")
+    p.add_argument("out", type=Path)
+    p.add_argument("--minutes", type=float, default=10.0, help="total audio to make (default 10)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sample-rate", type=int, default=44100)
+    p.add_argument("--soundfont", type=Path, default=None, help=".sf2 file (default: the one pretty_midi ships)")
+    p.add_argument("--no-real", action="store_true", help="procedural pieces only (skip the music21 corpus)")
+    p.set_defaults(func=_cmd_data_synth)
+    p = data.add_parser("check", help="validate a MAESTRO-layout folder")
+    p.add_argument("root", type=Path)
+    p.add_argument("--tolerance", type=float, default=1.0, help="allowed duration mismatch in seconds (default 1)")
+    p.set_defaults(func=_cmd_data_check)
+
+    p = sub.add_parser("fit", help="train with a recipe (LightningCLI; --help lists every option)", add_help=False)
+    p.set_defaults(func=None)
+
+    p = sub.add_parser("export", help="Lightning checkpoint -> .safetensors model")
+    p.add_argument("checkpoint", type=Path)
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("vocode", help="wav (analysed to mel) or .npy mel -> wav")
+    p.add_argument("model", type=Path)
+    p.add_argument("inputs", type=Path, nargs="+")
+    p.add_argument("-o", "--out-dir", type=Path, required=True)
+    _add_synthesis_options(p)
+    p.set_defaults(func=_cmd_vocode)
+
+    p = sub.add_parser("render", help="MIDI -> wav with a piano-roll-conditioned model")
+    p.add_argument("model", type=Path)
+    p.add_argument("midi", type=Path)
+    p.add_argument("-o", "--output", type=Path, required=True)
+    _add_synthesis_options(p)
+    p.set_defaults(func=_cmd_render)
+
+    p = sub.add_parser("sample", help="unconditional / hierarchical sampling")
+    p.add_argument("model", type=Path)
+    p.add_argument("--seconds", type=float, required=True)
+    p.add_argument("-n", "--num", type=int, default=1, help="how many samples (default 1)")
+    p.add_argument("-o", "--output", type=Path, default=Path("sample.wav"), help="output wav; with -n > 1, numbered")
+    _add_synthesis_options(p)
+    p.set_defaults(func=_cmd_sample)
+
+    p = sub.add_parser("eval", help="metrics on a split, as JSON")
+    p.add_argument("model", type=Path)
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--split", default="test")
+    p.add_argument("--max-pieces", type=int, default=None)
+    p.add_argument("--seconds", type=float, default=10.0, help="seconds per piece (default 10)")
+    p.add_argument("-o", "--output", type=Path, default=None, help="also write the JSON here")
+    _add_synthesis_options(p)
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("bench", help="speed figures, one JSON object per line")
+    p.add_argument("--json", action="store_true", help="JSON lines only (no table)")
+    p.add_argument("--only", default=None, help="comma-separated name prefixes to run")
+    p.add_argument("--quick", action="store_true", help="fewer repeats (for smoke-testing the benchmark)")
+    p.set_defaults(func=_cmd_bench)
+    return parser
+
+
+# -- handlers -------------------------------------------------------------------------------------
+
+
+def _cmd_demo(args) -> int:
+    from waveforge.demo import run_demo
+
+    run_demo(args.out, minutes=args.minutes)
+    return 0
+
+
+def _cmd_data_synth(args) -> int:
+    from waveforge.data.synth import SynthConfig, build_corpus
+
+    build_corpus(
+        args.out,
+        SynthConfig(minutes=args.minutes, seed=args.seed, sample_rate=args.sample_rate, soundfont=args.soundfont, use_real=not args.no_real),
+        progress=True,
+    )
+    return 0
+
+
+def _cmd_data_check(args) -> int:
+    from waveforge.data.check import check_dataset
+
+    summary = check_dataset(args.root, tolerance=args.tolerance, progress=True)
+    print(summary.format())
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from waveforge.tasks.export import export_checkpoint
+
+    path = export_checkpoint(args.checkpoint, args.output)
+    print(f"wrote {path}")
+    return 0
+
+
+def _cmd_vocode(args) -> int:
+    import waveforge
+    from waveforge.audio.io import save_audio
+    from waveforge.utils.progress import progress
+
+    synth = waveforge.load(args.model)
+    synth.model.to(args.device)
+    options = _options(args)
+    written = []
+    for path in progress(args.inputs, desc="vocode", unit="file"):
+        audio = synth.vocode(path, options)
+        out = args.out_dir / (path.stem + ".wav")
+        save_audio(out, audio[0], synth.sample_rate)
+        written.append(str(out))
+    print("\n".join(written))
+    return 0
+
+
+def _cmd_render(args) -> int:
+    import waveforge
+    from waveforge.audio.io import save_audio
+
+    synth = waveforge.load(args.model)
+    synth.model.to(args.device)
+    audio = synth.render(args.midi, _options(args))
+    save_audio(args.output, audio[0], synth.sample_rate)
+    print(args.output)
+    return 0
+
+
+def _cmd_sample(args) -> int:
+    import waveforge
+    from waveforge.audio.io import save_audio
+
+    synth = waveforge.load(args.model)
+    synth.model.to(args.device)
+    audio = synth.sample(args.seconds, batch_size=args.num, options=_options(args))
+    outs = [args.output] if args.num == 1 else [args.output.with_name(f"{args.output.stem}-{i:03d}{args.output.suffix}") for i in range(args.num)]
+    for out, a in zip(outs, audio):
+        save_audio(out, a, synth.sample_rate)
+        print(out)
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    from waveforge.evaluate import evaluate_model
+    from waveforge.utils.atomic import atomic_write_text
+
+    result = evaluate_model(args.model, args.data, split=args.split, max_pieces=args.max_pieces, seconds=args.seconds, options=_options(args))
+    text = json.dumps(result, indent=2)
+    if args.output:
+        atomic_write_text(args.output, text + "\n")
+    print(text)
+    return 0
+
+
+def _cmd_bench(args) -> int:
+    from waveforge.bench import run_benchmarks
+
+    only = args.only.split(",") if args.only else None
+    run_benchmarks(only=only, quick=args.quick, table=not args.json)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "fit":
+        from waveforge.tasks.cli import run_fit
+
+        return run_fit(argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except BadInputError as e:
+        print(f"waveforge: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("waveforge: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

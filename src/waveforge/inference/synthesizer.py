@@ -1,0 +1,155 @@
+"""Synthesizer: an exported model plus the features it was trained on."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from waveforge.audio.io import load_audio
+from waveforge.audio.mel import MelConfig, MelSpectrogram
+from waveforge.errors import BadInputError
+from waveforge.features import FeatureConfig
+from waveforge.inference.families import FamilyAdapter, SynthesisOptions, get_adapter
+from waveforge.inference.modelfile import ModelFile, read_model_file
+from waveforge.midi.roll import PianoRollConfig, load_midi, piano_roll
+
+
+class Synthesizer:
+    """``vocode(audio_or_mel)``, ``render(midi)`` and ``sample(seconds)`` for any family.
+
+    Long conditioned inputs are synthesised in chunks of ``chunk_frames`` frames, each with
+    ``adapter.chunk_context_frames`` frames of context on both sides that are computed and then
+    dropped, so memory stays bounded and the seams match a whole-input pass.
+    """
+
+    def __init__(self, model: nn.Module, adapter: FamilyAdapter, model_file: ModelFile, chunk_frames: int = 512):
+        self.model = model
+        self.adapter = adapter
+        self.model_file = model_file
+        self.family = model_file.family
+        self.feature: FeatureConfig | None = model_file.feature
+        self.sample_rate = model_file.sample_rate
+        self.chunk_frames = chunk_frames
+        self._mel = MelSpectrogram(self.feature) if isinstance(self.feature, MelConfig) else None
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "Synthesizer":
+        model_file = read_model_file(path)
+        adapter = get_adapter(model_file.family, str(path))
+        model = adapter.build(model_file.model_config, model_file.state_dict).to(device).eval()
+        return cls(model, adapter, model_file)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def hop_length(self) -> int:
+        if self.feature is None:
+            raise ValueError("unconditional model has no hop length")
+        return self.feature.hop_length
+
+    # ----------------------------------------------------------------------------------------
+    def mel(self, audio: torch.Tensor) -> torch.Tensor:
+        """``(1, T)`` or ``(B, 1, T)`` audio at the model rate -> ``(B, n_mels, T // hop)``."""
+        if self._mel is None:
+            raise BadInputError(None, f"this {self.family} model is conditioned on {_kind(self.feature)}, not on mel-spectrograms")
+        if audio.dim() == 2:
+            audio = audio.unsqueeze(0)
+        return self._mel(audio)
+
+    def vocode(self, audio_or_mel: torch.Tensor | np.ndarray | str | os.PathLike, options: SynthesisOptions | None = None) -> torch.Tensor:
+        """A waveform ``(1, T)`` / ``(B, 1, T)``, a mel ``(n_mels, F)`` / ``(B, n_mels, F)``, or a path
+        to an audio file or ``.npy`` mel -> ``(B, 1, F * hop)`` audio."""
+        where = None
+        if isinstance(audio_or_mel, (str, os.PathLike)):
+            where = str(audio_or_mel)
+            audio_or_mel = self._read_vocode_input(Path(audio_or_mel))
+        x = torch.as_tensor(audio_or_mel, dtype=torch.float32)
+        if not isinstance(self.feature, MelConfig):
+            raise BadInputError(where, f"this {self.family} model is conditioned on {_kind(self.feature)}; it cannot vocode mel-spectrograms")
+        n_mels = self.feature.n_mels
+        is_mel = x.dim() >= 2 and x.shape[-2] == n_mels and not (x.dim() == 3 and x.shape[1] == 1)
+        if x.dim() == 2 and x.shape[0] == 1:
+            is_mel = False
+        mel = self.check_mel(x if x.dim() == 3 else x.unsqueeze(0), where) if is_mel else self.mel(x)
+        return self.synthesize(mel, options)
+
+    def check_mel(self, mel: torch.Tensor, where: str | None = None) -> torch.Tensor:
+        assert isinstance(self.feature, MelConfig)
+        if mel.dim() != 3 or mel.shape[1] != self.feature.n_mels:
+            bands = mel.shape[-2] if mel.dim() >= 2 else "?"
+            raise BadInputError(where, f"mel has {bands} bands, but this model takes {self.feature.n_mels} (shape {tuple(mel.shape)})")
+        if not torch.isfinite(mel).all():
+            raise BadInputError(where, "mel holds NaN or infinite values")
+        return mel
+
+    def _read_vocode_input(self, path: Path) -> torch.Tensor:
+        if path.suffix.lower() == ".npy":
+            try:
+                mel = torch.from_numpy(np.load(path, allow_pickle=False)).float()
+            except (ValueError, OSError, EOFError) as e:
+                raise BadInputError(path, f"not a readable .npy mel ({str(e)[:100]})") from None
+            if mel.dim() == 2:
+                mel = mel.unsqueeze(0)
+            return self.check_mel(mel, str(path))
+        return load_audio(path, self.sample_rate)
+
+    def render(self, midi, options: SynthesisOptions | None = None) -> torch.Tensor:
+        """A MIDI path or ``PrettyMIDI`` -> ``(1, 1, T)`` audio, for piano-roll-conditioned models."""
+        where = str(midi) if isinstance(midi, (str, os.PathLike)) else None
+        if not isinstance(self.feature, PianoRollConfig):
+            raise BadInputError(where, f"this {self.family} model is conditioned on {_kind(self.feature)}; it cannot render MIDI")
+        if isinstance(midi, (str, os.PathLike)):
+            midi = load_midi(midi)
+        roll = piano_roll(midi, self.feature)
+        tail = int(math.ceil(0.5 * self.feature.frame_rate))  # half a second for the release to ring out
+        roll = torch.nn.functional.pad(roll, (0, tail)).unsqueeze(0)
+        return self.synthesize(roll, options)
+
+    def sample(self, seconds: float, batch_size: int = 1, options: SynthesisOptions | None = None) -> torch.Tensor:
+        """Unconditional samples, ``(batch_size, 1, round(seconds * sample_rate))``."""
+        if self.feature is not None:
+            raise BadInputError(None, f"this {self.family} model is conditioned on {_kind(self.feature)}; use vocode or render")
+        options = options or SynthesisOptions()
+        n = int(round(seconds * self.sample_rate))
+        with torch.inference_mode():
+            return self.adapter.synthesize(self.model, None, n, _with_seed(dataclasses.replace(options, batch_size=batch_size)))
+
+    # ----------------------------------------------------------------------------------------
+    def synthesize(self, cond: torch.Tensor, options: SynthesisOptions | None = None) -> torch.Tensor:
+        """``cond: (B, C, F)`` -> ``(B, 1, F * hop)``, chunked when the family allows it."""
+        options = options or SynthesisOptions()
+        cond = cond.to(self.device)
+        hop = self.hop_length
+        n_frames = cond.shape[-1]
+        context = self.adapter.chunk_context_frames
+        _with_seed(options)
+        with torch.inference_mode():
+            if context is None or n_frames <= self.chunk_frames:
+                return self.adapter.synthesize(self.model, cond, n_frames * hop, options)
+            pieces = []
+            for start in range(0, n_frames, self.chunk_frames):
+                stop = min(start + self.chunk_frames, n_frames)
+                lo, hi = max(0, start - context), min(n_frames, stop + context)
+                audio = self.adapter.synthesize(self.model, cond[..., lo:hi], (hi - lo) * hop, options)
+                pieces.append(audio[..., (start - lo) * hop : (stop - lo) * hop])
+            return torch.cat(pieces, dim=-1)
+
+
+def _with_seed(options: SynthesisOptions) -> SynthesisOptions:
+    if options.seed is not None:
+        torch.manual_seed(options.seed)
+    return options
+
+
+def _kind(feature: FeatureConfig | None) -> str:
+    if feature is None:
+        return "nothing (unconditional)"
+    return "mel-spectrograms" if isinstance(feature, MelConfig) else "piano rolls"

@@ -1,0 +1,5 @@
+"""MIDI parsing, sustain handling, piano-roll features and the FluidSynth renderer."""
+
+from waveforge.midi.roll import N_KEYS, Note, PianoRollConfig, load_midi, piano_roll, sustained_notes
+
+__all__ = ["N_KEYS", "Note", "PianoRollConfig", "load_midi", "piano_roll", "sustained_notes"]

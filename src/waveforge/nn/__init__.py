@@ -1,0 +1,5 @@
+"""Shared layers."""
+
+from waveforge.nn.upsample import ConditionUpsampler
+
+__all__ = ["ConditionUpsampler"]
