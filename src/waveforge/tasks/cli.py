@@ -17,7 +17,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from waveforge.data.module import WaveformDataModule
+from waveforge.data.module import SegmentEpochCallback, WaveformDataModule
 from waveforge.features import feature_to_dict
 from waveforge.tasks.base import WaveformTask
 from waveforge.tasks.callbacks import AudioLogger
@@ -46,6 +46,8 @@ class WaveforgeCLI(LightningCLI):
             callbacks.append(
                 ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0, every_n_train_steps=self.config["checkpoint_every"])
             )
+        if not any(isinstance(c, SegmentEpochCallback) for c in callbacks):
+            callbacks.append(SegmentEpochCallback())
         if not any(isinstance(c, AudioLogger) for c in callbacks):
             callbacks.append(AudioLogger(n_examples=self.config["audio_examples"]))
         if kwargs.get("logger", trainer_cfg.get("logger")) and not any(isinstance(c, LearningRateMonitor) for c in callbacks):
