@@ -44,6 +44,7 @@ MAESTRO_YEARS = (2004, 2006, 2008, 2009, 2011, 2013, 2014, 2015, 2017, 2018)
 MAJOR = (0, 2, 4, 5, 7, 9, 11)
 HARMONIC_MINOR = (0, 2, 3, 5, 7, 8, 11)
 KEY_NAMES = ("C", "D-flat", "D", "E-flat", "E", "F", "F-sharp", "G", "A-flat", "A", "B-flat", "B")
+KEY_NAMES_MINOR = ("C", "C-sharp", "D", "E-flat", "E", "F", "F-sharp", "G", "G-sharp", "A", "B-flat", "B")
 PROCEDURAL_COMPOSER = "waveforge (procedural)"
 # Roman-numeral progressions as 0-based scale degrees of chord roots.
 PROGRESSIONS = (
@@ -147,7 +148,7 @@ class _Key:
 
     @property
     def name(self) -> str:
-        return f"{KEY_NAMES[self.tonic]} {'minor' if self.minor else 'major'}"
+        return f"{KEY_NAMES_MINOR[self.tonic]} minor" if self.minor else f"{KEY_NAMES[self.tonic]} major"
 
 
 def _progression(rng: np.random.Generator, n_chords: int) -> list[int]:
@@ -522,7 +523,7 @@ def build_corpus(out: str | os.PathLike, config: SynthConfig, progress: bool = T
     target = config.minutes * 60.0
     pieces: list[tuple[str, str, int, str, float]] = []  # composer, title, year, stem, duration
     total = 0.0
-    bar = tqdm(total=round(target), desc="synth", unit="s", disable=not progress, file=sys.stderr, dynamic_ncols=True, leave=False)
+    bar = tqdm(total=round(target), desc="synth", unit="s", disable=not (progress and sys.stderr.isatty()), file=sys.stderr, dynamic_ncols=True, leave=False)
     while total < target or len(pieces) < 3:
         index = len(pieces)
         rng = np.random.default_rng((config.seed, index))
