@@ -386,7 +386,7 @@ def _tempo_map(rng: np.random.Generator, score: Score) -> tuple[np.ndarray, np.n
     """Beats and their times in seconds on a 1/48-beat grid, with rubato and ritardandi.
 
     The local beat period is ``60 / bpm * exp(r(b))`` with ``r`` two slow sinusoids plus a smoothed
-    random walk; the last beat of each phrase slows by up to ~12 % and the final four beats by ~30 %.
+    random walk; the last beat and a half of each phrase slows by up to ~12 % and the final bar by 20-40 %.
     """
     end = score.length_beats + 8.0
     beats = np.arange(0.0, end, 1 / 48)
@@ -399,8 +399,8 @@ def _tempo_map(rng: np.random.Generator, score: Score) -> tuple[np.ndarray, np.n
     )
     phrase_pos = np.mod(beats, score.phrase_beats) - (score.phrase_beats - 1.5)
     r += np.where(phrase_pos > 0, rng.uniform(0.05, 0.12) * phrase_pos / 1.5, 0.0)
-    final = beats - (score.length_beats - 4.0)
-    r += np.clip(final / 4.0, 0.0, 1.5) * rng.uniform(0.15, 0.3)
+    final = beats - (score.length_beats - 6.0)  # ramps over the last few onsets, not after them
+    r += np.clip(final / 5.0, 0.0, 1.5) * rng.uniform(0.2, 0.4)
     period = 60.0 / score.tempo_bpm * np.exp(r)
     seconds = np.concatenate([[0.0], np.cumsum(period[:-1] / 48)])
     return beats, seconds
