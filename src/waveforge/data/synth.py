@@ -335,6 +335,14 @@ def real_candidates() -> list[str]:
     return sorted(set(out))
 
 
+def pick_real(candidates: list[str], rng: np.random.Generator) -> str:
+    """Half Bach chorales, half the rest (the 400-odd chorales would otherwise crowd out everything else)."""
+    chorales = [c for c in candidates if c.startswith("bach/")]
+    others = [c for c in candidates if not c.startswith("bach/")]
+    pool = chorales if (rng.random() < 0.5 and chorales) or not others else others
+    return pool[int(rng.integers(len(pool)))]
+
+
 def _title_from_path(rel: str) -> str:
     parts = Path(rel).with_suffix("").parts[1:]
     words = " ".join(parts).replace("_", " ").replace("movement", "mvt. ")
@@ -530,7 +538,7 @@ def build_corpus(out: str | os.PathLike, config: SynthConfig, progress: bool = T
         seconds = _piece_target_seconds(config, rng)
         score = None
         if candidates and rng.random() < config.real_fraction:
-            score = real_score(candidates[int(rng.integers(len(candidates)))], rng, seconds)
+            score = real_score(pick_real(candidates, rng), rng, seconds)
         if score is None:
             score = procedural_score(rng, seconds)
         midi = perform(score, rng)
