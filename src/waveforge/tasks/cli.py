@@ -16,6 +16,7 @@ from pathlib import Path
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.strategies import DDPStrategy
 
 from waveforge.data.module import SegmentEpochCallback, WaveformDataModule
 from waveforge.features import feature_to_dict
@@ -53,6 +54,10 @@ class WaveforgeCLI(LightningCLI):
         if kwargs.get("logger", trainer_cfg.get("logger")) and not any(isinstance(c, LearningRateMonitor) for c in callbacks):
             callbacks.append(LearningRateMonitor())
         kwargs["callbacks"] = callbacks
+        if trainer_cfg.get("strategy") == "ddp" and not self.model.automatic_optimization:
+            # GAN tasks take a discriminator and a generator backward pass per batch, each touching
+            # only part of the parameters: DDP must be told to expect unused parameters.
+            kwargs["strategy"] = DDPStrategy(find_unused_parameters=True)
         return super().instantiate_trainer(**kwargs)
 
     def resume_checkpoint(self) -> str | None:
