@@ -304,6 +304,8 @@ def test_fixed_segments_are_deterministic_and_evenly_spaced(corpus, tmp_path):
     last = (int(val.lengths[0]) - SEG) // HOP * HOP
     assert val.crops == again.crops and [o for _, o in val.crops] == [0, last // HOP // 2 * HOP, last]
     assert torch.equal(val[2]["cond"], again[2]["cond"])
+    capped = FixedSegmentDataset(corpus, "train", SR, HOP, SEG, segments_per_piece=3, max_segments=2, cache_dir=tmp_path)
+    assert capped.crops == [(0, 0), (3, (int(capped.lengths[3]) - SEG) // HOP * HOP)]  # spread: first and last
     short = FixedSegmentDataset(corpus, "test", SR, HOP, SEG, feature=ROLL, cache_dir=tmp_path)
     item = short[0]  # piece_f (0.15 s) is shorter than a crop: zero-padded to full length
     n = int(short.lengths[0])
