@@ -28,7 +28,7 @@ class AudioLogger(L.Callback):
 
     @rank_zero_only
     def on_validation_epoch_end(self, trainer, pl_module):
-        if self._batch is None or trainer.sanity_checking:
+        if self._batch is None or trainer.sanity_checking or self.n_examples <= 0:
             return
         experiment = getattr(trainer.logger, "experiment", None)
         if experiment is None or not hasattr(experiment, "add_audio"):
