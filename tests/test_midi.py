@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from waveforge.errors import BadInputError
-from waveforge.midi import PianoRollConfig, load_midi, piano_roll, render_midi
+from waveforge.midi import PianoRollConfig, load_midi, piano_roll, render_midi, sustained_notes
 from waveforge.midi.render import PEAK_CEILING
 from waveforge.midi.roll import LOWEST_PITCH, N_KEYS
 
@@ -61,6 +61,19 @@ def test_piano_roll_of_hand_written_midi_is_exact(tmp_path, sustain):
     roll = piano_roll(path, PianoRollConfig(800, 100, sustain), n_frames=24)
     assert roll.shape == (3 * N_KEYS, 24)
     assert torch.equal(roll, _expected(sustain))
+
+
+def test_sustained_notes_extend_under_the_pedal_and_stop_at_a_re_strike(tmp_path):
+    path = tmp_path / "hand.mid"
+    _hand_written(path)
+    notes = sustained_notes(load_midi(path))
+    assert [(n.pitch, n.start, n.end, n.velocity) for n in notes] == [
+        (60, 0.0, 0.5, 100),
+        (64, 1.125, 2.0, 80),  # held to pedal-up
+        (67, 1.25, 1.5, 90),  # held by the pedal, cut where the key is struck again
+        (67, 1.5, 2.0, 50),
+        (72, 2.5, 2.75, 70),
+    ]
 
 
 def test_piano_roll_default_length_ends_with_last_sounding_note(tmp_path):
@@ -123,6 +136,17 @@ def test_render_is_audible_deterministic_and_onsets_match_the_midi():
 
 def test_render_forces_acoustic_grand_piano():
     assert torch.equal(render_midi(_melody(program=40), 16000), render_midi(_melody(program=0), 16000))
+    # and what plays is a piano: a held note decays (organ, strings and violin sustain: ratio ~0.9-1.5)
+    pm = pretty_midi.PrettyMIDI()
+    organ = pretty_midi.Instrument(program=19)
+    organ.notes.append(pretty_midi.Note(100, 60, 0.0, 2.0))
+    pm.instruments.append(organ)
+    x = render_midi(pm, 16000)[0].numpy()
+
+    def rms(a, b):
+        return np.sqrt(np.mean(x[int(a * 16000) : int(b * 16000)] ** 2))
+
+    assert rms(1.6, 1.9) < 0.3 * rms(0.05, 0.35)
 
 
 def test_render_limits_the_peak_without_changing_quiet_files():
