@@ -141,8 +141,10 @@ def test_render_is_audible_deterministic_and_onsets_match_the_midi():
         assert 20 * np.log10(after / before) > 12, t
 
 
-def test_render_forces_acoustic_grand_piano():
+def test_render_forces_acoustic_grand_piano(tmp_path):
     assert torch.equal(render_midi(_melody(program=40), 16000), render_midi(_melody(program=0), 16000))
+    _melody(program=40).write(str(tmp_path / "violin.mid"))  # a path renders like the parsed file
+    assert torch.equal(render_midi(tmp_path / "violin.mid", 16000), render_midi(_melody(program=0), 16000))
     # and what plays is a piano: a held note decays (organ, strings and violin sustain: ratio ~0.9-1.5)
     pm = pretty_midi.PrettyMIDI()
     organ = pretty_midi.Instrument(program=19)
