@@ -42,8 +42,15 @@ def tiny_corpus(tmp_path_factory) -> Path:
     return root
 
 
+def _waveforge(*args: str) -> subprocess.CompletedProcess:
+    env = {"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin", "HOME": str(Path.home())}
+    return subprocess.run([sys.executable, "-m", "waveforge", *args], capture_output=True, text=True, env=env, timeout=300)
+
+
 def test_same_seed_gives_byte_identical_files(tiny_corpus, tmp_path):
-    build_corpus(tmp_path / "b", TINY, progress=False)
+    # the second build runs in another process, through the command line
+    proc = _waveforge("data", "synth", str(tmp_path / "b"), "--minutes", "0.5", "--sample-rate", "16000", "--seed", str(TINY.seed))
+    assert proc.returncode == 0, proc.stderr
     a, b = _files(tiny_corpus), _files(tmp_path / "b")
     assert list(a) == list(b) and all(a[k] == b[k] for k in a)
     assert {"maestro-v3.0.0.csv", "maestro-v3.0.0.json"} <= set(a)
@@ -80,10 +87,7 @@ def test_corrupted_wav_makes_data_check_exit_2_with_one_line(tiny_corpus, tmp_pa
     shutil.copytree(tiny_corpus, root)
     wav = sorted(root.rglob("*.wav"))[1]
     wav.write_bytes(wav.read_bytes()[: len(wav.read_bytes()) // 2])
-    proc = subprocess.run(
-        [sys.executable, "-m", "waveforge", "data", "check", str(root)],
-        capture_output=True, text=True, env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"}, timeout=120,
-    )
+    proc = _waveforge("data", "check", str(root))
     assert proc.returncode == 2, proc.stderr
     assert proc.stdout == ""
     lines = proc.stderr.splitlines()
@@ -179,3 +183,13 @@ def test_bad_config_and_soundfont_are_bad_input(tmp_path):
     with pytest.raises(BadInputError, match="missing.sf2: soundfont not found"):
         build_corpus(tmp_path / "x", SynthConfig(minutes=0.1, seed=0, soundfont=tmp_path / "missing.sf2"), progress=False)
     assert not (tmp_path / "x").exists()  # nothing half-made
+
+
+@pytest.mark.slow
+def test_default_ten_minute_corpus_builds_and_checks(tmp_path):
+    pieces = build_corpus(tmp_path / "c10", SynthConfig(minutes=10, seed=0), progress=False)
+    summary = check_dataset(tmp_path / "c10", tolerance=0.001, progress=False)
+    assert summary.pieces == len(pieces) >= 6 and 10 <= summary.hours * 60 < 12
+    assert all(summary.splits[s].sample_rates == (44100,) for s in ("train", "validation", "test"))
+    assert all(15 <= p.duration <= 100 for p in pieces)
+    assert any(p.composer != "waveforge (procedural)" for p in pieces) and any(p.composer == "waveforge (procedural)" for p in pieces)
