@@ -26,3 +26,9 @@ def test_more_noise_scores_worse(metric):
 def test_snr_of_known_noise_level():
     x = torch.ones(10000)
     assert snr_db(x, x * 0.9) == pytest.approx(20.0, abs=1e-3)  # noise 0.1 -> 20 dB
+
+
+def test_lsd_of_a_known_gain_error():
+    x = torch.sin(torch.arange(32000) * 0.3) * 0.5  # loud everywhere: the floor never applies at the peak bins
+    lsd = log_spectral_distance(x, x * 10 ** (-3 / 20))
+    assert 0 < lsd <= 3.0 + 1e-3  # a 3 dB gain error is at most 3 dB in every bin above the floor
