@@ -1,0 +1,279 @@
+"""A faster CPU inference path for :class:`~waveforge.models.melgan.MelGANGenerator`, same outputs.
+
+Why it is faster than the training module (measured on AVX-512 CPUs with oneDNN/MKL):
+
+* **Time-major layout and plain GEMMs.** Activations are ``(T, C)`` row-major, so every convolution
+  is one or two matrix products over contiguous row blocks. The dilated width-3 conv reads an
+  im2col block ``[h(t - d), h(t), h(t + d)]`` (``K = 3C``); the residual unit's 1x1 conv and its
+  1x1 shortcut are one GEMM over ``[lrelu(u), x]`` (``K = 2C``): the paper's two convolutions and the
+  sum collapse into one product, and its output is written straight into the next unit's input.
+* **Polyphase transposed convolutions.** A stride-``r`` transposed conv with kernel ``2r`` is ``r``
+  ordinary convs ("phases") over the input, each with two taps; phase ``j`` produces output samples
+  ``n r + j``. In time-major layout those rows are a strided matrix view, so each phase's GEMM writes
+  its samples into place: no zero-stuffing, no col2im scatter, no interleaving copy.
+* **Fused activations.** Each LeakyReLU is applied while the im2col block is being filled (the
+  reflection padding falls out of the same copy), or in place on a GEMM output; biases are added by
+  the GEMM itself (``addmm``).
+* **Cache tiling.** Each upsampling stage (transposed conv plus its residual stack) runs over time
+  tiles sized to stay in L2; a tile carries the stack's receptive-field halo (13 samples for
+  dilations 1, 3, 9) and reflection padding is applied only at the signal's true ends, so tiling
+  changes nothing in the result.
+
+The module is built from a generator (weight norm folded first) and is inference-only. Outputs equal
+the reference ``MelGANGenerator.forward`` to float32 rounding (the GEMMs sum in a different order).
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from waveforge.models.melgan import MelGANGenerator, _transposed_conv_geometry
+
+__all__ = ["FastMelGANGenerator", "prepare_for_inference"]
+
+_leaky_relu_out = torch._C._nn.leaky_relu  # leaky_relu(input, slope, out=...) writes into a strided view
+
+
+def _fill_taps(dst: torch.Tensor, x: torch.Tensor, start: int, shifts: list[int], slope: float, mode: str) -> None:
+    """Fill im2col columns ``dst[:, k C:(k+1) C] = lrelu(x[start + t + shifts[k]])`` for ``t in range(len(dst))``.
+
+    Rows of ``x`` outside ``[0, len(x))`` are the signal's ends: ``mode="reflect"`` mirrors them
+    (reflection padding, as in the residual units) and ``mode="zeros"`` zeroes them (a transposed
+    convolution's implicit padding).
+    """
+    m, n, c = dst.shape[0], x.shape[0], x.shape[1]
+    for k, s in enumerate(shifts):
+        col = dst[:, k * c : (k + 1) * c]  # (m, C) with row stride len(shifts) * C
+        lo = start + s  # source row of destination row 0
+        a, b = max(lo, 0), min(lo + m, n)
+        if b > a:
+            _leaky_relu_out(x[a:b], slope, out=col[a - lo : b - lo])
+        if lo < 0:
+            rows = min(-lo, m)
+            if mode == "reflect":  # x[-i] -> x[i]: rows lo .. lo + rows - 1 read x[-lo] .. x[-lo - rows + 1]
+                _leaky_relu_out(x[-lo - rows + 1 : -lo + 1].flip(0), slope, out=col[:rows])
+            else:
+                col[:rows].zero_()
+        if lo + m > n:
+            first = max(n - lo, 0)
+            rows = m - first
+            if mode == "reflect":  # x[n - 1 + i] -> x[n - 1 - i]
+                src = x[2 * n - 1 - lo - m : 2 * n - 1 - lo - first].flip(0)
+                _leaky_relu_out(src, slope, out=col[first:])
+            else:
+                col[first:].zero_()
+
+
+class _FastUpsampleStage(nn.Module):
+    """One upsampling stage (LeakyReLU, polyphase transposed conv, residual stack) on time-major tiles."""
+
+    def __init__(self, stage, slope: float, tile_bytes: int):
+        super().__init__()
+        self.slope = slope
+        self.factor = r = stage.factor
+        conv = stage.upsample
+        c_out = conv.out_channels
+        c_in = conv.in_channels
+        self.c_in, self.c_out = c_in, c_out
+        k_size, pad, _ = _transposed_conv_geometry(r)
+        weight = conv.weight.detach()
+        if r == 1:  # plain conv (C_out, C_in, 3), zero padding 1: tap s uses kernel index s + 1
+            taps_of = lambda j: [s for s in (-1, 0, 1)]  # noqa: E731
+            tap_weight = lambda j, s: weight[:, :, s + pad].T  # noqa: E731
+        else:  # transposed conv (C_in, C_out, 2r): output n r + j gets x[n + s] W[:, :, j + p - s r]
+            taps_of = lambda j: [s for s in range(-2, 3) if 0 <= j + pad - s * r < k_size]  # noqa: E731
+            tap_weight = lambda j, s: weight[:, :, j + pad - s * r]  # noqa: E731
+        all_taps = sorted({s for j in range(r) for s in taps_of(j)})
+        self.shifts = all_taps
+        self.s_min, self.s_max = all_taps[0], all_taps[-1]
+        # Phase j: its taps are a contiguous run of im2col column blocks.
+        self.phase_columns: list[tuple[int, int]] = []
+        for j in range(r):
+            taps = taps_of(j)
+            if taps != list(range(taps[0], taps[-1] + 1)):
+                raise AssertionError(f"non-contiguous taps {taps} for phase {j}")
+            self.phase_columns.append(((taps[0] - self.s_min) * c_in, (taps[-1] - self.s_min + 1) * c_in))
+            self.register_buffer(f"phase_weight{j}", torch.cat([tap_weight(j, s) for s in taps], 0).contiguous())
+        self.register_buffer("up_bias", conv.bias.detach().clone())
+
+        self.dilations = []
+        for i, unit in enumerate(stage.residuals):
+            d = unit.dilated.dilation[0]
+            if unit.dilated.kernel_size[0] != 3:
+                raise ValueError("the fast MelGAN path supports residual kernel size 3 only")
+            self.dilations.append(d)
+            wd = unit.dilated.weight.detach()  # (C, C, 3)
+            self.register_buffer(f"dilated_weight{i}", torch.cat([wd[:, :, k].T for k in range(3)], 0).contiguous())
+            self.register_buffer(f"dilated_bias{i}", unit.dilated.bias.detach().clone())
+            wp, ws = unit.pointwise.weight.detach()[:, :, 0], unit.shortcut.weight.detach()[:, :, 0]
+            self.register_buffer(f"mix_weight{i}", torch.cat([wp.T, ws.T], 0).contiguous())  # [lrelu(u), x] -> y
+            self.register_buffer(f"mix_bias{i}", (unit.pointwise.bias + unit.shortcut.bias).detach().clone())
+        self.halo = sum(self.dilations)  # output samples of context the residual stack needs each side
+        # Output rows per tile: the tile's buffers (about 6 C floats per row) should fit in L2.
+        rows = max(tile_bytes // (4 * 6 * c_out), 64)
+        self.tile_in = max(rows // r, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x: (L, C_in)`` time-major -> ``(L * r, C_out)``."""
+        n_in = x.shape[0]
+        r, c = self.factor, self.c_out
+        n_out = n_in * r
+        out = torch.empty(n_out, c, dtype=x.dtype)
+        halo_in = math.ceil(self.halo / r)
+        for n0 in range(0, n_in, self.tile_in):
+            n1 = min(n0 + self.tile_in, n_in)
+            na, nb = max(n0 - halo_in, 0), min(n1 + halo_in, n_in)
+            buf = self._upsample(x, na, nb)  # (Y rows [na r, nb r), 2 C_out), Y in the second half
+            ya, yb = max(n0 * r - self.halo, 0), min(n1 * r + self.halo, n_out)
+            buf = buf[ya - na * r : yb - na * r]
+            ca, cb = ya, yb
+            for i, d in enumerate(self.dilations):
+                buf, ca, cb = self._residual_unit(i, d, buf, ca, cb, n_out)
+            out[n0 * r : n1 * r] = buf[n0 * r - ca : n1 * r - ca, c:]
+        return out
+
+    def _upsample(self, x: torch.Tensor, na: int, nb: int) -> torch.Tensor:
+        """Rows ``[na r, nb r)`` of the transposed conv of ``lrelu(x)``, written into the second half of a ``(rows, 2C)`` buffer."""
+        r, c, m = self.factor, self.c_out, nb - na
+        cols = torch.empty(m, len(self.shifts) * self.c_in, dtype=x.dtype)
+        _fill_taps(cols, x, na, self.shifts, self.slope, mode="zeros")
+        z = torch.empty(m * r, 2 * c, dtype=x.dtype)
+        phases = z.view(m, r, 2 * c)
+        for j, (c0, c1) in enumerate(self.phase_columns):
+            # rows n r + j of the x half: a (m, C) view with row stride r * 2C
+            torch.addmm(self.up_bias, cols[:, c0:c1], getattr(self, f"phase_weight{j}"), out=phases[:, j, c:])
+        return z
+
+    def _residual_unit(self, i: int, d: int, buf: torch.Tensor, ca: int, cb: int, total: int):
+        """``buf: (rows, 2C)`` holds the unit input ``x`` (global rows ``[ca, cb)``) in its second half.
+
+        Returns a buffer holding the unit output in its second half, rows ``[ca', cb')``: ``d`` rows of
+        halo are consumed on each side, except at the signal's ends, where reflection padding applies.
+        The free first half of the input buffer receives ``lrelu(u)``, so ``[lrelu(u), x]`` is one matrix.
+        """
+        c = self.c_out
+        x = buf[:, c:]
+        n = cb - ca
+        left = d if ca > 0 else 0
+        right = d if cb < total else 0
+        m = n - left - right
+        cols = torch.empty(m, 3 * c, dtype=buf.dtype)
+        _fill_taps(cols, x, left, [-d, 0, d], self.slope, mode="reflect")  # [h(t-d), h(t), h(t+d)], h = lrelu(x)
+        z = buf[left : left + m]  # (m, 2C): [u, x]
+        u = z[:, :c]
+        torch.addmm(getattr(self, f"dilated_bias{i}"), cols, getattr(self, f"dilated_weight{i}"), out=u)
+        torch.nn.functional.leaky_relu_(u, self.slope)
+        nxt = buf.new_empty(m, 2 * c)
+        torch.addmm(getattr(self, f"mix_bias{i}"), z, getattr(self, f"mix_weight{i}"), out=nxt[:, c:])
+        return nxt, ca + left, cb - right
+
+
+class FastMelGANGenerator(nn.Module):
+    """Inference-only MelGAN generator: ``cond (B, C, F)`` -> ``(B, 1, F * hop)``, equal to the source model's output.
+
+    Build it with :func:`prepare_for_inference` (or ``generator.fast_inference()``).
+
+    ``workers``: the input is cut into this many time chunks (each with ``receptive_field_frames`` of
+    context on both sides, computed and dropped, so the result does not change), run concurrently on
+    Python threads while every op runs single-threaded. One coarse split instead of a thread barrier
+    inside every small GEMM is faster on an idle machine and far faster on a busy one. ``None`` uses
+    ``torch.get_num_threads()``. While a call with more than one worker runs, torch's intra-op thread
+    count is set to 1 (it is process-wide) and restored afterwards.
+    ``tile_bytes``: working-set size of a time tile within a stage (default 1 MiB, half an L2 cache).
+    """
+
+    def __init__(
+        self, generator: MelGANGenerator, tile_bytes: int = 1 << 20, workers: int | None = None, min_chunk_frames: int = 32
+    ):
+        super().__init__()
+        # Read effective weights (weight norm, if still present, is evaluated by ``.weight``). No deepcopy:
+        # parametrized modules share a generated class, and removing weight norm on a copy breaks the original.
+        config = generator.config
+        self.config = config
+        self.hop_length = config.hop_length
+        self.slope = config.leaky_relu_slope
+        self.min_frames = generator.min_frames
+        self.context_frames = generator.receptive_field_frames
+        self.input_pad = generator.input_pad
+        self.output_pad = generator.output_pad
+        self.workers = workers
+        self.min_chunk_frames = max(min_chunk_frames, self.min_frames)
+        with torch.no_grad():
+            self.register_buffer("input_weight", generator.input_conv.weight.detach().clone())
+            self.register_buffer("input_bias", generator.input_conv.bias.detach().clone())
+            self.stages = nn.ModuleList(_FastUpsampleStage(s, self.slope, tile_bytes) for s in generator.stages)
+            w = generator.output_conv.weight.detach()  # (1, C, k)
+            self.register_buffer("output_weight", w[0].T.reshape(-1).contiguous())  # (k C,): tap-major, like im2col rows
+            self.register_buffer("output_bias", generator.output_conv.bias.detach().clone())
+
+    def chunks(self, n_frames: int, workers: int) -> list[tuple[int, int]]:
+        """Frame ranges ``[a, b)`` covering ``[0, n_frames)``: ``workers`` of them, or fewer for short inputs."""
+        n = max(1, min(workers, n_frames // self.min_chunk_frames))
+        bounds = [round(i * n_frames / n) for i in range(n + 1)]
+        return list(zip(bounds[:-1], bounds[1:]))
+
+    @torch.inference_mode()
+    def forward(self, cond: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        if cond.dim() != 3 or cond.shape[1] != c.cond_channels:
+            raise ValueError(f"expected cond of shape (B, {c.cond_channels}, F), got {tuple(cond.shape)}")
+        n_batch, _, n_frames = cond.shape
+        if n_frames < self.min_frames:
+            raise ValueError(f"need at least {self.min_frames} conditioning frames (reflection padding), got {n_frames}")
+        cond = cond.float()
+        hop = self.hop_length
+        out = torch.empty(n_batch, 1, n_frames * hop)
+        workers = self.workers or torch.get_num_threads()
+        tasks = [(b, a, e) for b in range(n_batch) for a, e in self.chunks(n_frames, workers)]
+
+        def run(task):
+            b, a, e = task
+            with torch.inference_mode():  # grad mode is thread-local: enter it in the worker too
+                out[b, 0, a * hop : e * hop] = self._chunk(cond[b], a, e)
+
+        if workers <= 1 or len(tasks) == 1:
+            for task in tasks:
+                run(task)
+            return out
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with ThreadPoolExecutor(min(workers, len(tasks))) as pool:
+                list(pool.map(run, tasks))
+        finally:
+            torch.set_num_threads(threads)
+        return out
+
+    def _chunk(self, cond: torch.Tensor, a: int, e: int) -> torch.Tensor:
+        """Audio for frames ``[a, e)`` of ``cond (C, F)``, computed with context frames on both sides: ``((e - a) hop,)``."""
+        n_frames = cond.shape[-1]
+        lo, hi = max(a - self.context_frames, 0), min(e + self.context_frames, n_frames)
+        piece = F.pad(cond[None, :, lo:hi], (self.input_pad, self.input_pad), mode="reflect")
+        x = F.conv1d(piece, self.input_weight, self.input_bias)[0].T.contiguous()  # (frames, C0) time-major
+        for stage in self.stages:
+            x = stage(x)  # (T_i, C_i)
+        audio = self._output(x)  # ((hi - lo) hop,)
+        return audio[(a - lo) * self.hop_length : (e - lo) * self.hop_length]
+
+    def _output(self, x: torch.Tensor) -> torch.Tensor:
+        """LeakyReLU, reflection-padded width-k conv to one channel, tanh: ``(T, C)`` -> ``(T,)``."""
+        n, ch = x.shape
+        p = self.output_pad
+        hp = torch.empty(n + 2 * p, ch, dtype=x.dtype)
+        _fill_taps(hp, x, -p, [0], self.slope, mode="reflect")
+        k = 2 * p + 1
+        # Rows t .. t + k - 1 of hp are contiguous, so the im2col matrix is an overlapping view.
+        cols = hp.as_strided((n, k * ch), (ch, 1))
+        return torch.tanh_(torch.addmv(self.output_bias, cols, self.output_weight))
+
+
+def prepare_for_inference(
+    generator: MelGANGenerator, tile_bytes: int = 1 << 20, workers: int | None = None, min_chunk_frames: int = 32
+) -> FastMelGANGenerator:
+    """A :class:`FastMelGANGenerator` built from ``generator``'s current weights (``generator`` is left unchanged)."""
+    return FastMelGANGenerator(generator, tile_bytes=tile_bytes, workers=workers, min_chunk_frames=min_chunk_frames).eval()
