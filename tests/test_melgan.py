@@ -18,6 +18,16 @@ from waveforge.models.melgan import (
     build_discriminator,
     melgan_generator_flops,
 )
+from waveforge.models.melgan_fast import prepare_for_inference
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one intra-op thread avoids barrier stalls on a loaded CI machine (and is faster anyway)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("factors", [[4, 4], [8, 4], [5, 3], [2, 3, 2], [4, 1, 2]])
@@ -209,3 +219,65 @@ def test_one_optimiser_step_lowers_generator_and_discriminator_losses():
     before.backward()
     opt_g.step()
     assert g_loss().item() < before.item()
+
+
+# ---------------------------------------------------------------------------------------------
+# Fast inference path
+# ---------------------------------------------------------------------------------------------
+
+
+def _scrambled_generator(factors, seed=0):
+    """A tiny generator whose weight-norm magnitudes and biases are moved off their init values."""
+    torch.manual_seed(seed)
+    gen = MelGANGenerator(MelGANGeneratorConfig.tiny(upsample_factors=factors))
+    with torch.no_grad():
+        for name, p in gen.named_parameters():
+            if name.endswith("original0"):
+                p.mul_(torch.rand_like(p) * 2 + 0.5)
+            elif name.endswith("bias"):
+                p.normal_(0, 0.1)
+    return gen.eval()
+
+
+@pytest.mark.parametrize(
+    "factors,tile_bytes,workers", [([4, 4], 1 << 22, 1), ([8, 2], 2000, 3), ([5, 3], 2000, 2), ([2, 3, 2], 1 << 22, 3), ([4, 1, 2], 2000, 1)]
+)
+def test_fast_inference_equals_reference(factors, tile_bytes, workers):
+    """Tiles, chunks with context, polyphase transposed convs and fused GEMMs change nothing but rounding."""
+    gen = _scrambled_generator(factors)
+    fast = prepare_for_inference(gen, tile_bytes=tile_bytes, workers=workers, min_chunk_frames=4)
+    threads = torch.get_num_threads()
+    for n_frames in (gen.min_frames, 9, 50):
+        cond = torch.randn(2, 80, n_frames)
+        with torch.no_grad():
+            expected = gen(cond)
+        got = fast(cond)
+        assert got.shape == expected.shape
+        assert expected.abs().max() > 0.05  # a non-trivial signal to compare
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    assert len(fast.chunks(50, workers)) == min(workers, 50 // 4)
+    assert torch.get_num_threads() == threads  # restored after a multi-worker call
+
+
+def test_fast_inference_leaves_the_generator_intact():
+    gen = _scrambled_generator([4, 4])
+    cond = torch.randn(1, 80, 6)
+    with torch.no_grad():
+        before = gen(cond)
+    fast = gen.fast_inference()
+    assert any("parametrizations" in name for name, _ in gen.named_parameters())  # still trainable as before
+    with torch.no_grad():
+        torch.testing.assert_close(gen(cond), before, rtol=0, atol=0)
+    torch.testing.assert_close(fast(cond), before, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match=r"\(B, 80, F\)"):
+        fast(torch.randn(1, 81, 6))
+
+
+def test_fast_inference_equals_reference_paper_size():
+    torch.manual_seed(0)
+    gen = MelGANGenerator(MelGANGeneratorConfig.paper()).eval()
+    fast = prepare_for_inference(gen, workers=2, min_chunk_frames=4)
+    cond = torch.randn(1, 80, 10)
+    with torch.no_grad():
+        expected = gen(cond)
+    torch.testing.assert_close(fast(cond), expected, rtol=1e-4, atol=1e-5)

@@ -208,7 +208,7 @@ class FastMelGANGenerator(nn.Module):
             self.register_buffer("input_bias", generator.input_conv.bias.detach().clone())
             self.stages = nn.ModuleList(_FastUpsampleStage(s, self.slope, tile_bytes) for s in generator.stages)
             w = generator.output_conv.weight.detach()  # (1, C, k)
-            self.register_buffer("output_weight", w[0].T.reshape(-1).contiguous())  # (k C,): tap-major, like im2col rows
+            self.register_buffer("output_weight", w[0].contiguous())  # (C, k)
             self.register_buffer("output_bias", generator.output_conv.bias.detach().clone())
 
     def chunks(self, n_frames: int, workers: int) -> list[tuple[int, int]]:
@@ -264,12 +264,14 @@ class FastMelGANGenerator(nn.Module):
         """LeakyReLU, reflection-padded width-k conv to one channel, tanh: ``(T, C)`` -> ``(T,)``."""
         n, ch = x.shape
         p = self.output_pad
+        k = 2 * p + 1
         hp = torch.empty(n + 2 * p, ch, dtype=x.dtype)
         _fill_taps(hp, x, -p, [0], self.slope, mode="reflect")
-        k = 2 * p + 1
-        # Rows t .. t + k - 1 of hp are contiguous, so the im2col matrix is an overlapping view.
-        cols = hp.as_strided((n, k * ch), (ch, 1))
-        return torch.tanh_(torch.addmv(self.output_bias, cols, self.output_weight))
+        # One GEMM gives every tap's contribution, taps[t, j] = hp[t] . w[:, j]; then
+        # y[t] = b + sum_j taps[t + j, j], a sum along a strided diagonal view (flat index (t + j) k + j).
+        taps = torch.mm(hp, self.output_weight)  # (n + 2p, k)
+        y = taps.as_strided((n, k), (k, k + 1)).sum(1)
+        return torch.tanh_(y.add_(self.output_bias))
 
 
 def prepare_for_inference(
