@@ -269,6 +269,8 @@ def test_fast_inference_leaves_the_generator_intact():
     with torch.no_grad():
         torch.testing.assert_close(gen(cond), before, rtol=0, atol=0)
     torch.testing.assert_close(fast(cond), before, rtol=1e-4, atol=1e-5)
+    weights = list(fast.parameters())  # callers find the device with next(model.parameters())
+    assert weights and not any(w.requires_grad for w in weights)
     with pytest.raises(ValueError, match=r"\(B, 80, F\)"):
         fast(torch.randn(1, 81, 6))
 

@@ -39,6 +39,11 @@ __all__ = ["FastMelGANGenerator", "prepare_for_inference"]
 _leaky_relu_out = torch._C._nn.leaky_relu  # leaky_relu(input, slope, out=...) writes into a strided view
 
 
+def _register_weight(module: nn.Module, name: str, tensor: torch.Tensor) -> None:
+    """Frozen parameters (not buffers), so ``next(model.parameters())`` finds the device as for any model."""
+    module.register_parameter(name, nn.Parameter(tensor, requires_grad=False))
+
+
 def _fill_taps(dst: torch.Tensor, x: torch.Tensor, start: int, shifts: list[int], slope: float, mode: str) -> None:
     """Fill im2col columns ``dst[:, k C:(k+1) C] = lrelu(x[start + t + shifts[k]])`` for ``t in range(len(dst))``.
 
@@ -98,8 +103,8 @@ class _FastUpsampleStage(nn.Module):
             if taps != list(range(taps[0], taps[-1] + 1)):
                 raise AssertionError(f"non-contiguous taps {taps} for phase {j}")
             self.phase_columns.append(((taps[0] - self.s_min) * c_in, (taps[-1] - self.s_min + 1) * c_in))
-            self.register_buffer(f"phase_weight{j}", torch.cat([tap_weight(j, s) for s in taps], 0).contiguous())
-        self.register_buffer("up_bias", conv.bias.detach().clone())
+            _register_weight(self, f"phase_weight{j}", torch.cat([tap_weight(j, s) for s in taps], 0).contiguous())
+        _register_weight(self, "up_bias", conv.bias.detach().clone())
 
         self.dilations = []
         for i, unit in enumerate(stage.residuals):
@@ -108,11 +113,11 @@ class _FastUpsampleStage(nn.Module):
                 raise ValueError("the fast MelGAN path supports residual kernel size 3 only")
             self.dilations.append(d)
             wd = unit.dilated.weight.detach()  # (C, C, 3)
-            self.register_buffer(f"dilated_weight{i}", torch.cat([wd[:, :, k].T for k in range(3)], 0).contiguous())
-            self.register_buffer(f"dilated_bias{i}", unit.dilated.bias.detach().clone())
+            _register_weight(self, f"dilated_weight{i}", torch.cat([wd[:, :, k].T for k in range(3)], 0).contiguous())
+            _register_weight(self, f"dilated_bias{i}", unit.dilated.bias.detach().clone())
             wp, ws = unit.pointwise.weight.detach()[:, :, 0], unit.shortcut.weight.detach()[:, :, 0]
-            self.register_buffer(f"mix_weight{i}", torch.cat([wp.T, ws.T], 0).contiguous())  # [lrelu(u), x] -> y
-            self.register_buffer(f"mix_bias{i}", (unit.pointwise.bias + unit.shortcut.bias).detach().clone())
+            _register_weight(self, f"mix_weight{i}", torch.cat([wp.T, ws.T], 0).contiguous())  # [lrelu(u), x] -> y
+            _register_weight(self, f"mix_bias{i}", (unit.pointwise.bias + unit.shortcut.bias).detach().clone())
         self.halo = sum(self.dilations)  # output samples of context the residual stack needs each side
         # Output rows per tile: the tile's buffers (about 6 C floats per row) should fit in L2.
         rows = max(tile_bytes // (4 * 6 * c_out), 64)
@@ -123,7 +128,7 @@ class _FastUpsampleStage(nn.Module):
         n_in = x.shape[0]
         r, c = self.factor, self.c_out
         n_out = n_in * r
-        out = torch.empty(n_out, c, dtype=x.dtype)
+        out = x.new_empty(n_out, c)
         halo_in = math.ceil(self.halo / r)
         for n0 in range(0, n_in, self.tile_in):
             n1 = min(n0 + self.tile_in, n_in)
@@ -140,9 +145,9 @@ class _FastUpsampleStage(nn.Module):
     def _upsample(self, x: torch.Tensor, na: int, nb: int) -> torch.Tensor:
         """Rows ``[na r, nb r)`` of the transposed conv of ``lrelu(x)``, written into the second half of a ``(rows, 2C)`` buffer."""
         r, c, m = self.factor, self.c_out, nb - na
-        cols = torch.empty(m, len(self.shifts) * self.c_in, dtype=x.dtype)
+        cols = x.new_empty(m, len(self.shifts) * self.c_in)
         _fill_taps(cols, x, na, self.shifts, self.slope, mode="zeros")
-        z = torch.empty(m * r, 2 * c, dtype=x.dtype)
+        z = x.new_empty(m * r, 2 * c)
         phases = z.view(m, r, 2 * c)
         for j, (c0, c1) in enumerate(self.phase_columns):
             # rows n r + j of the x half: a (m, C) view with row stride r * 2C
@@ -162,7 +167,7 @@ class _FastUpsampleStage(nn.Module):
         left = d if ca > 0 else 0
         right = d if cb < total else 0
         m = n - left - right
-        cols = torch.empty(m, 3 * c, dtype=buf.dtype)
+        cols = buf.new_empty(m, 3 * c)
         _fill_taps(cols, x, left, [-d, 0, d], self.slope, mode="reflect")  # [h(t-d), h(t), h(t+d)], h = lrelu(x)
         z = buf[left : left + m]  # (m, 2C): [u, x]
         u = z[:, :c]
@@ -204,12 +209,12 @@ class FastMelGANGenerator(nn.Module):
         self.workers = workers
         self.min_chunk_frames = max(min_chunk_frames, self.min_frames)
         with torch.no_grad():
-            self.register_buffer("input_weight", generator.input_conv.weight.detach().clone())
-            self.register_buffer("input_bias", generator.input_conv.bias.detach().clone())
+            _register_weight(self, "input_weight", generator.input_conv.weight.detach().clone())
+            _register_weight(self, "input_bias", generator.input_conv.bias.detach().clone())
             self.stages = nn.ModuleList(_FastUpsampleStage(s, self.slope, tile_bytes) for s in generator.stages)
             w = generator.output_conv.weight.detach()  # (1, C, k)
-            self.register_buffer("output_weight", w[0].contiguous())  # (C, k)
-            self.register_buffer("output_bias", generator.output_conv.bias.detach().clone())
+            _register_weight(self, "output_weight", w[0].contiguous())  # (C, k)
+            _register_weight(self, "output_bias", generator.output_conv.bias.detach().clone())
 
     def chunks(self, n_frames: int, workers: int) -> list[tuple[int, int]]:
         """Frame ranges ``[a, b)`` covering ``[0, n_frames)``: ``workers`` of them, or fewer for short inputs."""
@@ -225,10 +230,12 @@ class FastMelGANGenerator(nn.Module):
         n_batch, _, n_frames = cond.shape
         if n_frames < self.min_frames:
             raise ValueError(f"need at least {self.min_frames} conditioning frames (reflection padding), got {n_frames}")
-        cond = cond.float()
+        cond = cond.to(self.input_weight.dtype)
         hop = self.hop_length
-        out = torch.empty(n_batch, 1, n_frames * hop)
+        out = cond.new_empty(n_batch, 1, n_frames * hop)
         workers = self.workers or torch.get_num_threads()
+        if cond.device.type != "cpu":  # worker threads are a CPU scheduling device; elsewhere one pass
+            workers = 1
         tasks = [(b, a, e) for b in range(n_batch) for a, e in self.chunks(n_frames, workers)]
 
         def run(task):
@@ -265,7 +272,7 @@ class FastMelGANGenerator(nn.Module):
         n, ch = x.shape
         p = self.output_pad
         k = 2 * p + 1
-        hp = torch.empty(n + 2 * p, ch, dtype=x.dtype)
+        hp = x.new_empty(n + 2 * p, ch)
         _fill_taps(hp, x, -p, [0], self.slope, mode="reflect")
         # One GEMM gives every tap's contribution, taps[t, j] = hp[t] . w[:, j]; then
         # y[t] = b + sum_j taps[t + j, j], a sum along a strided diagonal view (flat index (t + j) k + j).
