@@ -137,9 +137,11 @@ class _FastUpsampleStage(nn.Module):
             ya, yb = max(n0 * r - self.halo, 0), min(n1 * r + self.halo, n_out)
             buf = buf[ya - na * r : yb - na * r]
             ca, cb = ya, yb
+            last = len(self.dilations) - 1
             for i, d in enumerate(self.dilations):
-                buf, ca, cb = self._residual_unit(i, d, buf, ca, cb, n_out)
-            out[n0 * r : n1 * r] = buf[n0 * r - ca : n1 * r - ca, c:]
+                # the last unit writes its rows [n0 r, n1 r) straight into the stage output
+                dest = (out[n0 * r : n1 * r], n0 * r) if i == last else None
+                buf, ca, cb = self._residual_unit(i, d, buf, ca, cb, n_out, dest)
         return out
 
     def _upsample(self, x: torch.Tensor, na: int, nb: int) -> torch.Tensor:
@@ -154,12 +156,14 @@ class _FastUpsampleStage(nn.Module):
             torch.addmm(self.up_bias, cols[:, c0:c1], getattr(self, f"phase_weight{j}"), out=phases[:, j, c:])
         return z
 
-    def _residual_unit(self, i: int, d: int, buf: torch.Tensor, ca: int, cb: int, total: int):
+    def _residual_unit(self, i: int, d: int, buf: torch.Tensor, ca: int, cb: int, total: int, dest=None):
         """``buf: (rows, 2C)`` holds the unit input ``x`` (global rows ``[ca, cb)``) in its second half.
 
         Returns a buffer holding the unit output in its second half, rows ``[ca', cb')``: ``d`` rows of
         halo are consumed on each side, except at the signal's ends, where reflection padding applies.
         The free first half of the input buffer receives ``lrelu(u)``, so ``[lrelu(u), x]`` is one matrix.
+        With ``dest = (tensor, first_row)``, output rows ``[first_row, first_row + len(tensor))`` are written
+        into ``tensor`` instead (and only those are computed).
         """
         c = self.c_out
         x = buf[:, c:]
@@ -173,9 +177,15 @@ class _FastUpsampleStage(nn.Module):
         u = z[:, :c]
         torch.addmm(getattr(self, f"dilated_bias{i}"), cols, getattr(self, f"dilated_weight{i}"), out=u)
         torch.nn.functional.leaky_relu_(u, self.slope)
+        ca, cb = ca + left, cb - right
+        if dest is not None:
+            target, first = dest
+            rows = z[first - ca : first - ca + target.shape[0]]
+            torch.addmm(getattr(self, f"mix_bias{i}"), rows, getattr(self, f"mix_weight{i}"), out=target)
+            return None, ca, cb
         nxt = buf.new_empty(m, 2 * c)
         torch.addmm(getattr(self, f"mix_bias{i}"), z, getattr(self, f"mix_weight{i}"), out=nxt[:, c:])
-        return nxt, ca + left, cb - right
+        return nxt, ca, cb
 
 
 class FastMelGANGenerator(nn.Module):
