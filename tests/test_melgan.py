@@ -240,12 +240,24 @@ def _scrambled_generator(factors, seed=0):
 
 
 @pytest.mark.parametrize(
-    "factors,tile_bytes,workers", [([4, 4], 1 << 22, 1), ([8, 2], 2000, 3), ([5, 3], 2000, 2), ([2, 3, 2], 1 << 22, 3), ([4, 1, 2], 2000, 1)]
+    "factors,tile_bytes,workers,onednn_stages",
+    [
+        ([4, 4], 1 << 22, 1, 0),
+        ([8, 2], 2000, 3, 0),
+        ([5, 3], 2000, 2, 1),
+        ([2, 3, 2], 1 << 22, 3, 2),
+        ([4, 1, 2], 2000, 1, 1),
+        ([4, 4], 2000, 2, 2),
+    ],
 )
-def test_fast_inference_equals_reference(factors, tile_bytes, workers):
-    """Tiles, chunks with context, polyphase transposed convs and fused GEMMs change nothing but rounding."""
+def test_fast_inference_equals_reference(factors, tile_bytes, workers, onednn_stages):
+    """Tiles, chunks with context, polyphase transposed convs, fused GEMMs and the oneDNN/GEMM hand-over
+    change nothing but rounding."""
     gen = _scrambled_generator(factors)
-    fast = prepare_for_inference(gen, tile_bytes=tile_bytes, workers=workers, min_chunk_frames=4)
+    fast = prepare_for_inference(
+        gen, tile_bytes=tile_bytes, workers=workers, min_chunk_frames=4, onednn_stages=onednn_stages
+    )
+    assert len(fast.onednn_stages) == onednn_stages and len(fast.stages) == len(factors) - onednn_stages
     threads = torch.get_num_threads()
     for n_frames in (gen.min_frames, 9, 50):
         cond = torch.randn(2, 80, n_frames)
@@ -273,12 +285,15 @@ def test_fast_inference_leaves_the_generator_intact():
     assert weights and not any(w.requires_grad for w in weights)
     with pytest.raises(ValueError, match=r"\(B, 80, F\)"):
         fast(torch.randn(1, 81, 6))
+    with pytest.raises(ValueError, match="onednn_stages"):
+        prepare_for_inference(gen, onednn_stages=3)
 
 
 def test_fast_inference_equals_reference_paper_size():
     torch.manual_seed(0)
     gen = MelGANGenerator(MelGANGeneratorConfig.paper()).eval()
     fast = prepare_for_inference(gen, workers=2, min_chunk_frames=4)
+    assert len(fast.onednn_stages) == 2  # the 256- and 128-channel stages; 64 and 32 run as GEMMs
     cond = torch.randn(1, 80, 10)
     with torch.no_grad():
         expected = gen(cond)

@@ -1,26 +1,36 @@
 """A faster CPU inference path for :class:`~waveforge.models.melgan.MelGANGenerator`, same outputs.
 
-Why it is faster than the training module (measured on AVX-512 CPUs with oneDNN/MKL):
+Where the time goes and what helps (AVX-512, MKL/oneDNN; efficiencies are FLOPs over one thread's
+GEMM peak, measured in CPU time because the development machine was shared):
 
-* **Time-major layout and plain GEMMs.** Activations are ``(T, C)`` row-major, so every convolution
-  is one or two matrix products over contiguous row blocks. The dilated width-3 conv reads an
-  im2col block ``[h(t - d), h(t), h(t + d)]`` (``K = 3C``); the residual unit's 1x1 conv and its
-  1x1 shortcut are one GEMM over ``[lrelu(u), x]`` (``K = 2C``): the paper's two convolutions and the
-  sum collapse into one product, and its output is written straight into the next unit's input.
+* **Coarse threads instead of a barrier per op.** The reference module with 2 intra-op threads splits
+  every conv and every LeakyReLU across an OpenMP team; on a busy machine each barrier waits for a
+  descheduled thread, and even idle it pays a sync per op. Here the input is cut into one time chunk
+  per worker (each with ``receptive_field_frames`` of context, computed and dropped, so nothing changes)
+  and the chunks run concurrently on Python threads with single-threaded ops: one join per call.
+* **Wide stages stay on oneDNN.** With >= 128 channels oneDNN's single-threaded convolutions reach
+  ~0.75 of peak; those stages run as ordinary weight-norm-folded convolutions.
+* **Narrow stages become time-major GEMMs.** At 64 and 32 channels oneDNN drops to ~0.4-0.6, and these
+  stages carry a third of the FLOPs. Activations there are ``(T, C)`` row-major, so each conv is one
+  matrix product over contiguous row blocks: the dilated width-3 conv reads an im2col block
+  ``[h(t - d), h(t), h(t + d)]`` (``K = 3C``); the residual unit's 1x1 conv and its 1x1 shortcut are one
+  GEMM over ``[lrelu(u), x]`` (``K = 2C``), written straight into the next unit's input buffer.
 * **Polyphase transposed convolutions.** A stride-``r`` transposed conv with kernel ``2r`` is ``r``
-  ordinary convs ("phases") over the input, each with two taps; phase ``j`` produces output samples
-  ``n r + j``. In time-major layout those rows are a strided matrix view, so each phase's GEMM writes
-  its samples into place: no zero-stuffing, no col2im scatter, no interleaving copy.
-* **Fused activations.** Each LeakyReLU is applied while the im2col block is being filled (the
-  reflection padding falls out of the same copy), or in place on a GEMM output; biases are added by
-  the GEMM itself (``addmm``).
-* **Cache tiling.** Each upsampling stage (transposed conv plus its residual stack) runs over time
-  tiles sized to stay in L2; a tile carries the stack's receptive-field halo (13 samples for
-  dilations 1, 3, 9) and reflection padding is applied only at the signal's true ends, so tiling
-  changes nothing in the result.
+  ordinary convs ("phases") with two taps each; phase ``j`` produces samples ``n r + j``. In time-major
+  layout those rows are a strided matrix view, so each phase's GEMM writes its samples into place: no
+  zero-stuffing, no col2im scatter, no interleaving copy.
+* **Fused activations.** Each LeakyReLU is applied while an im2col block is filled (the reflection
+  padding falls out of the same copy) or in place on a GEMM output; ``addmm`` adds the biases.
+* **Cache tiling.** Each GEMM stage (transposed conv plus residual stack) runs over time tiles of about
+  1 MiB; a tile carries the stack's halo (13 samples for dilations 1, 3, 9) and reflection padding
+  is applied only at the signal's true ends, so tiling changes nothing in the result.
 
-The module is built from a generator (weight norm folded first) and is inference-only. Outputs equal
-the reference ``MelGANGenerator.forward`` to float32 rounding (the GEMMs sum in a different order).
+Tried and dropped: ``torch.compile`` (inductor, freezing) compiled for two minutes and ran slower
+than eager on this machine; folding the biases into the GEMMs through a column of ones (odd ``K``)
+was slower than ``addmm``'s broadcast copy.
+
+The module is inference-only and built from a generator's current weights (weight norm folded).
+Outputs equal ``MelGANGenerator.forward`` to float32 rounding (the GEMMs sum in a different order).
 """
 
 from __future__ import annotations
@@ -35,6 +45,11 @@ from torch import nn
 from waveforge.models.melgan import MelGANGenerator, _transposed_conv_geometry
 
 __all__ = ["FastMelGANGenerator", "prepare_for_inference"]
+
+#: Upsampling stages with at least this many output channels run on oneDNN's convolutions by default:
+#: with one thread they reach ~0.75 of GEMM peak there, a little more than the time-major GEMMs; with
+#: 64 and 32 channels the time-major GEMMs win (oneDNN ~0.4-0.6). Measured on AVX-512, CPU time.
+ONEDNN_MIN_CHANNELS = 128
 
 _leaky_relu_out = torch._C._nn.leaky_relu  # leaky_relu(input, slope, out=...) writes into a strided view
 
@@ -199,11 +214,19 @@ class FastMelGANGenerator(nn.Module):
     inside every small GEMM is faster on an idle machine and far faster on a busy one. ``None`` uses
     ``torch.get_num_threads()``. While a call with more than one worker runs, torch's intra-op thread
     count is set to 1 (it is process-wide) and restored afterwards.
-    ``tile_bytes``: working-set size of a time tile within a stage (default 1 MiB, half an L2 cache).
+    ``tile_bytes``: working-set size of a time tile within a stage (default 1 MiB, one L2 cache).
+    ``onednn_stages``: how many leading upsampling stages run as ordinary (weight-norm-folded) oneDNN
+    convolutions in ``(1, C, T)`` layout before switching to the time-major GEMM path; ``None`` picks
+    the stages with at least :data:`ONEDNN_MIN_CHANNELS` output channels (2 for the paper generator).
     """
 
     def __init__(
-        self, generator: MelGANGenerator, tile_bytes: int = 1 << 20, workers: int | None = None, min_chunk_frames: int = 32
+        self,
+        generator: MelGANGenerator,
+        tile_bytes: int = 1 << 20,
+        workers: int | None = None,
+        min_chunk_frames: int = 32,
+        onednn_stages: int | None = None,
     ):
         super().__init__()
         # Read effective weights (weight norm, if still present, is evaluated by ``.weight``). No deepcopy:
@@ -221,7 +244,16 @@ class FastMelGANGenerator(nn.Module):
         with torch.no_grad():
             _register_weight(self, "input_weight", generator.input_conv.weight.detach().clone())
             _register_weight(self, "input_bias", generator.input_conv.bias.detach().clone())
-            self.stages = nn.ModuleList(_FastUpsampleStage(s, self.slope, tile_bytes) for s in generator.stages)
+            n_stages = len(generator.stages)
+            if onednn_stages is None:  # measured: oneDNN wins while C_out >= 128, time-major GEMMs below
+                widths = [stage.upsample.out_channels for stage in generator.stages]
+                onednn_stages = next((i for i, w in enumerate(widths) if w < ONEDNN_MIN_CHANNELS), n_stages)
+            if not 0 <= onednn_stages <= n_stages:
+                raise ValueError(f"onednn_stages must be in [0, {n_stages}], got {onednn_stages}")
+            self.onednn_stages = nn.ModuleList(_folded_stages(generator)[:onednn_stages])
+            self.stages = nn.ModuleList(
+                _FastUpsampleStage(s, self.slope, tile_bytes) for s in generator.stages[onednn_stages:]
+            )
             w = generator.output_conv.weight.detach()  # (1, C, k)
             _register_weight(self, "output_weight", w[0].contiguous())  # (C, k)
             _register_weight(self, "output_bias", generator.output_conv.bias.detach().clone())
@@ -271,7 +303,10 @@ class FastMelGANGenerator(nn.Module):
         n_frames = cond.shape[-1]
         lo, hi = max(a - self.context_frames, 0), min(e + self.context_frames, n_frames)
         piece = F.pad(cond[None, :, lo:hi], (self.input_pad, self.input_pad), mode="reflect")
-        x = F.conv1d(piece, self.input_weight, self.input_bias)[0].T.contiguous()  # (frames, C0) time-major
+        h = F.conv1d(piece, self.input_weight, self.input_bias)  # (1, C0, frames)
+        for stage in self.onednn_stages:
+            h = stage(h)  # (1, C_i, T_i), oneDNN convolutions
+        x = h[0].T.contiguous()  # (T_i, C_i) time-major
         for stage in self.stages:
             x = stage(x)  # (T_i, C_i)
         audio = self._output(x)  # ((hi - lo) hop,)
@@ -291,8 +326,27 @@ class FastMelGANGenerator(nn.Module):
         return torch.tanh_(y.add_(self.output_bias))
 
 
+def _folded_stages(generator: MelGANGenerator) -> list[nn.Module]:
+    """Fresh copies of ``generator.stages`` with weight norm folded into plain frozen weights."""
+    folded = MelGANGenerator(generator.config).remove_weight_norm()
+    effective = {}
+    for name, module in generator.named_modules():
+        if isinstance(module, (nn.Conv1d, nn.ConvTranspose1d)):
+            effective[f"{name}.weight"] = module.weight.detach().clone()  # evaluates weight norm if present
+            effective[f"{name}.bias"] = module.bias.detach().clone()
+    folded.load_state_dict(effective)
+    folded.requires_grad_(False)
+    return list(folded.eval().stages)
+
+
 def prepare_for_inference(
-    generator: MelGANGenerator, tile_bytes: int = 1 << 20, workers: int | None = None, min_chunk_frames: int = 32
+    generator: MelGANGenerator,
+    tile_bytes: int = 1 << 20,
+    workers: int | None = None,
+    min_chunk_frames: int = 32,
+    onednn_stages: int | None = None,
 ) -> FastMelGANGenerator:
     """A :class:`FastMelGANGenerator` built from ``generator``'s current weights (``generator`` is left unchanged)."""
-    return FastMelGANGenerator(generator, tile_bytes=tile_bytes, workers=workers, min_chunk_frames=min_chunk_frames).eval()
+    return FastMelGANGenerator(
+        generator, tile_bytes=tile_bytes, workers=workers, min_chunk_frames=min_chunk_frames, onednn_stages=onednn_stages
+    ).eval()
