@@ -294,7 +294,8 @@ def test_fast_inference_equals_reference_paper_size():
     gen = MelGANGenerator(MelGANGeneratorConfig.paper()).eval()
     fast = prepare_for_inference(gen, workers=2, min_chunk_frames=4)
     assert len(fast.onednn_stages) == 2  # the 256- and 128-channel stages; 64 and 32 run as GEMMs
-    cond = torch.randn(1, 80, 10)
+    cond = torch.randn(1, 80, 40)  # two chunks of 20 frames, each seeing 8 of the other's as context
+    assert fast.chunks(40, 2) == [(0, 20), (20, 40)] and fast.context_frames == 8
     with torch.no_grad():
         expected = gen(cond)
     torch.testing.assert_close(fast(cond), expected, rtol=1e-4, atol=1e-5)
