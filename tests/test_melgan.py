@@ -7,7 +7,13 @@ import math
 import pytest
 import torch
 
-from waveforge.losses import feature_matching_loss, hinge_discriminator_loss, hinge_generator_loss, multi_resolution_stft_loss
+from waveforge.losses import (
+    discriminator_loss,
+    feature_matching_loss,
+    generator_loss,
+    hinge_generator_loss,
+    multi_resolution_stft_loss,
+)
 from waveforge.models.melgan import (
     CombinedDiscriminator,
     DiscriminatorOutput,
@@ -184,11 +190,12 @@ def test_gradients_reach_generator_through_discriminator(kind):
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
-def test_one_optimiser_step_lowers_generator_and_discriminator_losses():
+@pytest.mark.parametrize("kind,objective", [("msd", "hinge"), ("mpd", "lsgan")])
+def test_one_optimiser_step_lowers_generator_and_discriminator_losses(kind, objective):
     """On a fixed batch, one Adam step of D lowers L_D and one step of G lowers L_G (each with the other fixed)."""
     torch.manual_seed(0)
     gen = MelGANGenerator(MelGANGeneratorConfig.tiny(upsample_factors=[4, 4]))
-    disc = build_discriminator("msd", size="tiny")
+    disc = build_discriminator(kind, size="tiny")
     opt_g = torch.optim.Adam(gen.parameters(), lr=1e-4, betas=(0.5, 0.9))
     opt_d = torch.optim.Adam(disc.parameters(), lr=1e-4, betas=(0.5, 0.9))
     cond = torch.randn(2, 80, 32)
@@ -197,13 +204,13 @@ def test_one_optimiser_step_lowers_generator_and_discriminator_losses():
     def d_loss():
         with torch.no_grad():
             fake = gen(cond)
-        return hinge_discriminator_loss(disc(real).logits, disc(fake).logits)
+        return discriminator_loss(disc(real).logits, disc(fake).logits, objective)
 
     def g_loss():
         fake = gen(cond)
         real_out, fake_out = disc(real), disc(fake)
         return (
-            hinge_generator_loss(fake_out.logits)
+            generator_loss(fake_out.logits, objective)
             + 10 * feature_matching_loss(real_out.features, fake_out.features)
             + multi_resolution_stft_loss(fake, real, resolutions=[(128, 32, 128), (256, 64, 256)]).total
         )
@@ -299,3 +306,16 @@ def test_fast_inference_equals_reference_paper_size():
     with torch.no_grad():
         expected = gen(cond)
     torch.testing.assert_close(fast(cond), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_paper_discriminators_construct_and_run():
+    """HiFi-GAN's MPD (41.1 M parameters) and MelGAN's MSD together on a training crop of 8192 samples."""
+    disc = build_discriminator("msd+mpd")
+    n_params = sum(p.numel() for p in disc.discriminators[1].parameters())
+    assert abs(n_params / 1e6 - 41.1) < 0.1
+    audio = torch.randn(2, 1, 8192, requires_grad=True)
+    out = disc(audio)
+    assert len(out.logits) == 8
+    sum(l.mean() for l in out.logits).backward()
+    assert audio.grad is not None and audio.grad.abs().sum() > 0
