@@ -97,6 +97,8 @@ class DiffWave(nn.Module):
             raise ValueError(f"kernel_size must be odd (a centred, non-causal convolution), got {c.kernel_size}")
         if c.cond_channels < 0:
             raise ValueError(f"cond_channels must be >= 0 (0 = unconditional), got {c.cond_channels}")
+        if c.cond_channels > 0 and c.hop_length < 1:
+            raise ValueError(f"hop_length must be positive for a conditional model, got {c.hop_length}")
         if c.embedding_dim % 2:
             raise ValueError(f"embedding_dim must be even (sin and cos halves), got {c.embedding_dim}")
         self.config = c
