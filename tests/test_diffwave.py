@@ -13,6 +13,8 @@ def _model(cond_channels=8, hop=16, dtype=torch.float64, seed=0) -> DiffWave:
     torch.manual_seed(seed)
     model = DiffWave(DiffWaveConfig.tiny(cond_channels=cond_channels, hop_length=hop)).to(dtype)
     torch.nn.init.normal_(model.final_proj.weight, std=0.5)  # zero at init (DiffWave); make the output depend on x
+    torch.nn.init.normal_(model.skip_bias, std=0.1)
+    torch.nn.init.normal_(model.dilated_bias, std=0.1)
     if model.conditional:
         torch.nn.init.normal_(model.null_cond)
     return model

@@ -6,11 +6,13 @@ preconditions; it predicts eps, x0, v or EDM's F depending on how it is trained.
 Per residual layer l (dilation d_l = 2^(l mod cycle), kernel K):
 
     a_l = sum_k W_l[k] h[t + (k - (K-1)/2) d_l]  +  P_l e(c_noise)  +  C_l u(cond)[t]   (B, T, 2R)
-    z_l = tanh(a_l[:R]) * sigmoid(a_l[R:])                                             (B, T, R)
+    z_l = tanh(a_l[:R]) * (1 + tanh(a_l[R:])) / 2                                      (B, T, R)
     [r_l, s_l] = O_l z_l;   h <- (h + r_l) / sqrt(2);   skip += s_l
 
 where e is the noise-level embedding (sinusoids of c_noise + a 2-layer MLP), entering as a per-layer
 bias of the gate pre-activation, and u the shared :class:`~waveforge.nn.ConditionUpsampler`.
+The gate ``(1 + tanh(g)) / 2`` is DiffWave's ``sigmoid(2 g)``: the same family, written so that one
+tanh covers both halves of ``a_l`` at inference.
 Activations are kept time-major ``(B, T, channels)`` so that each dilated convolution is K
 matrix products on shifted views of one padded buffer (no im2col copy), and ``C_l u`` for all
 layers can be computed once per sampling call (:meth:`DiffWave.prepare`) instead of once per step.
@@ -118,8 +120,10 @@ class DiffWave(nn.Module):
         # W_l[k]: (R, 2R) per tap, as matrices acting on time-major activations
         self.dilated_weight = nn.Parameter(torch.randn(L, K, R, 2 * R) * math.sqrt(1.0 / (K * R)))
         self.dilated_bias = nn.Parameter(torch.zeros(L, 2 * R))
-        self.output_weight = nn.Parameter(torch.randn(L, R, 2 * R) * math.sqrt(1.0 / R))  # O_l
-        self.output_bias = nn.Parameter(torch.zeros(L, 2 * R))
+        self.output_weight = nn.Parameter(torch.randn(L, R, 2 * R) * math.sqrt(1.0 / R))  # O_l = [O_l^res, O_l^skip]
+        # only the skip half has a bias: a constant shift of the residual stream h would only move the
+        # next layers' biases, and leaving it out lets inference write r_l straight into h (see _infer_one)
+        self.skip_bias = nn.Parameter(torch.zeros(L, R))
 
         if c.cond_channels > 0:
             U = c.upsample_channels or c.cond_channels
@@ -177,7 +181,11 @@ class DiffWave(nn.Module):
         return DiffWaveCondition(layers=layers.view(B, T, L, R2).permute(2, 0, 1, 3).contiguous())  # (L, B, T, 2R)
 
     def forward(self, x: Tensor, c_noise: Tensor, cond: Tensor | DiffWaveCondition | None = None) -> Tensor:
-        """``x: (B, 1, T)``, ``c_noise: (B,)``, ``cond: (B, C, T // hop)`` or prepared -> ``(B, 1, T)``."""
+        """``x: (B, 1, T)``, ``c_noise: (B,)``, ``cond: (B, C, T // hop)`` or prepared -> ``(B, 1, T)``.
+
+        With autograd off (sampling) this runs :meth:`_infer_one`, an equivalent pass that updates
+        buffers in place; the two are tested to agree.
+        """
         if x.dim() != 3 or x.shape[1] != 1:
             raise ValueError(f"x must be (B, 1, T), got {tuple(x.shape)}")
         B, _, T = x.shape
@@ -190,39 +198,89 @@ class DiffWave(nn.Module):
             t_cond = prepared.layers.shape[2] if prepared.layers is not None else prepared.upsampled.shape[1]
             if t_cond != T:
                 raise ValueError(f"x has {T} samples but cond covers {t_cond} (= frames * hop {cfg.hop_length})")
-        inplace = not torch.is_grad_enabled()  # inference: update buffers in place, no autograd to break
+        noise_bias = self.noise_proj(self.noise_embedding(c_noise)).view(B, L, 2 * R) + self.dilated_bias  # (B, L, 2R)
+        if not torch.is_grad_enabled():
+            return torch.stack([self._infer_one(x[i, 0], noise_bias[i], prepared, i) for i in range(B)])
 
         h = F.relu(self.input_proj(x.transpose(1, 2)))  # (B, T, R)
-        noise_bias = self.noise_proj(self.noise_embedding(c_noise)).view(B, L, 1, 2 * R)
-        noise_bias = noise_bias + self.dilated_bias.view(1, L, 1, 2 * R)  # (B, L, 1, 2R)
-        skip = None
+        skip = 0
         for l, d in enumerate(self.dilations):
             pad = d * (K - 1) // 2
             hp = F.pad(h, (0, 0, pad, pad))  # (B, T + 2 pad, R)
-            if prepared is None:
-                a = noise_bias[:, l].expand(B, T, 2 * R)
-            elif prepared.layers is not None:
-                a = prepared.layers[l] + noise_bias[:, l]  # (B, T, 2R)
-            else:
-                cw = self.cond_weight[:, l * 2 * R : (l + 1) * 2 * R]
-                a = torch.baddbmm(noise_bias[:, l] + self.cond_bias[l * 2 * R : (l + 1) * 2 * R], prepared.upsampled, cw.expand(B, -1, -1))
+            a = noise_bias[:, l, None, :]  # (B, 1, 2R)
+            if prepared is not None:
+                a = a + self._layer_cond(prepared, l)  # (B, T, 2R)
             for k in range(K):
-                tap = hp[:, k * d : k * d + T]  # (B, T, R): the k-th tap, a view
-                w = self.dilated_weight[l, k].expand(B, R, 2 * R)
-                a = a.baddbmm_(tap, w) if inplace and k > 0 else torch.baddbmm(a, tap, w)
-            if inplace:
-                z = a[..., :R].tanh_().mul_(a[..., R:].sigmoid_())  # (B, T, R), gated unit
-            else:
-                z = torch.tanh(a[..., :R]) * torch.sigmoid(a[..., R:])
-            out = torch.baddbmm(self.output_bias[l].expand(B, 1, 2 * R), z, self.output_weight[l].expand(B, R, 2 * R))  # (B, T, 2R)
-            if inplace:
-                h = h.add_(out[..., :R]).mul_(math.sqrt(0.5))
-                skip = out[..., R:].contiguous() if skip is None else skip.add_(out[..., R:])
-            else:
-                h = (h + out[..., :R]) * math.sqrt(0.5)
-                skip = out[..., R:] if skip is None else skip + out[..., R:]
+                a = a + hp[:, k * d : k * d + T] @ self.dilated_weight[l, k]  # k-th tap of the dilated conv
+            z = torch.tanh(a[..., :R]) * (1 + torch.tanh(a[..., R:])) * 0.5  # (B, T, R), gated unit
+            out = z @ self.output_weight[l]  # (B, T, 2R)
+            h = (h + out[..., :R]) * math.sqrt(0.5)
+            skip = skip + out[..., R:] + self.skip_bias[l]
         y = F.relu(self.skip_proj(skip * math.sqrt(1.0 / L)))  # (B, T, R)
         return self.final_proj(y).transpose(1, 2)  # (B, 1, T)
+
+    def _layer_cond(self, prepared: DiffWaveCondition, l: int) -> Tensor:
+        """``C_l u + bias`` for layer l: ``(B, T, 2R)``."""
+        if prepared.layers is not None:
+            return prepared.layers[l]
+        R2 = 2 * self.config.residual_channels
+        return torch.addmm(self.cond_bias[l * R2 : (l + 1) * R2], prepared.upsampled.flatten(0, 1), self.cond_weight[:, l * R2 : (l + 1) * R2]).view(
+            *prepared.upsampled.shape[:2], R2
+        )
+
+    @torch.no_grad()
+    def _infer_one(self, x: Tensor, noise_bias: Tensor, prepared: DiffWaveCondition | None, index: int) -> Tensor:
+        """The same function as the training pass for one example, ``x: (T,)`` -> ``(1, T)``, rearranged
+        so that almost all work is matrix products written in place:
+
+        * h lives inside one zero-padded buffer ``(T + 2 max_pad, R + 1)`` whose last column is 1, so
+          every tap of every dilated conv is a strided view (no padding copies) and the per-step bias
+          ``P_l e + b_l`` is one more row of the first tap's weight (exact at the edges too);
+        * the residual stream is kept unnormalised: with ``c_l = 2^(-l/2)``, ``h_l = c_l h~_l`` and
+          ``h~_(l+1) = h~_l + r_l / c_l``, so the ``/ sqrt(2)`` pass disappears into the weights and
+          ``r_l`` is accumulated straight into ``h~`` (GEMM with beta = 1), as is the skip sum;
+        * the gate ``tanh(a) (1 + tanh(g)) / 2`` is one tanh over all 2R channels and one fused
+          multiply-add; the 1/2 is folded into the output weights.
+        """
+        cfg = self.config
+        R, L, K = cfg.residual_channels, cfg.n_layers, cfg.kernel_size
+        T = x.shape[0]
+        max_pad = max(self.dilations) * (K - 1) // 2
+        buf = x.new_zeros(T + 2 * max_pad, R + 1)
+        buf[:, R] = 1.0
+        h = buf[max_pad : max_pad + T, :R]  # (T, R) view: h~ (unnormalised residual stream)
+        h.copy_(F.relu(torch.addmm(self.input_proj.bias, x[:, None], self.input_proj.weight.T)))
+        skip = x.new_zeros(T, R)
+        for l, d in enumerate(self.dilations):
+            c_l = 2.0 ** (-l / 2)
+            pad = d * (K - 1) // 2
+            w = self.dilated_weight[l] * c_l  # (K, R, 2R), acting on h~ = h / c_l
+            bias_row = noise_bias[l][None]  # (1, 2R)
+            lo = max_pad - pad
+            first = torch.cat([w[0], bias_row])  # (R + 1, 2R): tap 0 plus the bias row for the ones column
+            taps = [buf[lo : lo + T]] + [buf[lo + k * d : lo + k * d + T, :R] for k in range(1, K)]
+            if prepared is None:
+                a = taps[0] @ first  # (T, 2R)
+            else:
+                a = torch.addmm(self._layer_cond_one(prepared, l, index), taps[0], first)
+            for k in range(1, K):
+                a.addmm_(taps[k], w[k])  # (T, 2R) += tap_k W_l[k]
+            a.tanh_()
+            z2 = a[:, :R].addcmul_(a[:, :R], a[:, R:])  # 2 z = tanh(a) (1 + tanh(g))
+            out_w = self.output_weight[l] * 0.5  # (R, 2R) acting on 2z
+            if l < L - 1:  # the last residual update is never read
+                h.addmm_(z2, out_w[:, :R], alpha=1.0 / c_l)
+            skip.addmm_(z2, out_w[:, R:])
+        skip += self.skip_bias.sum(0)
+        y = F.relu(self.skip_proj(skip * math.sqrt(1.0 / L)))  # (T, R)
+        return self.final_proj(y).T  # (1, T)
+
+    def _layer_cond_one(self, prepared: DiffWaveCondition, l: int, index: int) -> Tensor:
+        """``C_l u + bias`` for layer l and one example: ``(T, 2R)``."""
+        if prepared.layers is not None:
+            return prepared.layers[l, index]
+        R2 = 2 * self.config.residual_channels
+        return torch.addmm(self.cond_bias[l * R2 : (l + 1) * R2], prepared.upsampled[index], self.cond_weight[:, l * R2 : (l + 1) * R2])
 
     # --------------------------------------------------------------------------------------------
     def flops_per_sample(self, precomputed_cond: bool = True) -> float:
