@@ -1,5 +1,9 @@
 """waveforge.models"""
 
 from waveforge.models.diffwave import DiffWave, DiffWaveCondition, DiffWaveConfig
-
-__all__ = ["DiffWave", "DiffWaveCondition", "DiffWaveConfig"]
+from waveforge.models.melgan import (
+    MelGANGenerator,
+    MelGANGeneratorConfig,
+    MultiPeriodDiscriminator,
+    MultiScaleDiscriminator,
+)
