@@ -48,3 +48,7 @@ from waveforge.diffusion.schedules import (
 )
 
 __all__ = [name for name in dir() if not name.startswith("_")]
+
+from waveforge.diffusion.pipeline import DiffusionModel, SamplingConfig, generate  # noqa: E402
+
+__all__ += ["DiffusionModel", "SamplingConfig", "generate"]

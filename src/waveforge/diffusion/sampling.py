@@ -149,6 +149,8 @@ SAMPLERS: dict[str, Callable[..., Tensor]] = {
 
 
 def get_sampler(name: str) -> Callable[..., Tensor]:
+    """A sampler by name (``"dpmpp-2m"`` and ``"dpmpp_2m"`` both work)."""
+    name = name.replace("-", "_")
     if name not in SAMPLERS:
         raise ValueError(f"unknown sampler {name!r} (known: {', '.join(SAMPLERS)})")
     return SAMPLERS[name]
