@@ -79,9 +79,9 @@ def _sample_all(sampler_name, denoiser, shape, steps, seed, dtype=torch.float64,
 
 
 SAMPLER_CASES = [("euler", {}), ("heun", {}), ("ddim", {}), ("ddim", {"eta": 0.5}), ("ddpm", {}), ("dpmpp_2m", {})]
-# error bound at 64 steps: Monte-Carlo error of 20000 samples is ~0.04; first-order and ancestral
+# error bound at 64 steps: Monte-Carlo error of 10000 samples is ~0.06; first-order and ancestral
 # samplers keep a discretisation bias of ~0.1-0.25 there, the second-order ones do not
-BOUND_AT_64 = {"heun": 0.08, "dpmpp_2m": 0.08}
+BOUND_AT_64 = {"heun": 0.1, "dpmpp_2m": 0.1}
 
 
 @pytest.mark.parametrize("name,kw", SAMPLER_CASES)
@@ -90,7 +90,7 @@ def test_samplers_reach_gaussian_statistics_and_improve_with_steps(name, kw):
     den = GaussianDenoiser(mu, cov)
 
     def error(steps):
-        x = _sample_all(name, den, (20000, 3), steps, seed=0, **kw)
+        x = _sample_all(name, den, (10000, 3), steps, seed=0, **kw)
         return ((x.mean(0) - mu).norm() + (torch.cov(x.T) - cov).norm()).item()
 
     few, many = error(4), error(64)

@@ -49,11 +49,18 @@ def test_prepared_conditioning_equals_the_raw_path_and_inference_equals_training
     model = _model()
     x, cond, c_noise = torch.randn(2, 1, 64, dtype=torch.float64), torch.randn(2, 8, 4, dtype=torch.float64), torch.randn(2, dtype=torch.float64)
     reference = model(x, c_noise, cond)  # grad enabled: out-of-place path, per-layer projection of u
+    uncond = _model(cond_channels=0)
+    uncond_reference = uncond(x, c_noise)
     with torch.inference_mode():  # in-place path
         for precompute in (True, False):
-            prepared = model.prepare(cond, precompute_layers=precompute)
-            assert (prepared.layers is not None) == precompute
-            torch.testing.assert_close(model(x, c_noise, prepared), reference, rtol=1e-12, atol=1e-12)
+            for block_rows in (None, 24):  # whole signal; time blocks (64 = 24 + 24 + 16)
+                model.inference_block_rows = block_rows
+                prepared = model.prepare(cond, precompute_layers=precompute)
+                assert (prepared.layers is not None) == precompute
+                torch.testing.assert_close(model(x, c_noise, prepared), reference, rtol=1e-12, atol=1e-12)
+        for block_rows in (None, 7):
+            uncond.inference_block_rows = block_rows
+            torch.testing.assert_close(uncond(x, c_noise), uncond_reference, rtol=1e-12, atol=1e-12)
     assert reference.abs().max() > 1e-3
 
 

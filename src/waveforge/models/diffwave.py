@@ -136,6 +136,9 @@ class DiffWave(nn.Module):
             self.upsampler = None
 
         self.skip_proj = nn.Linear(R, R)
+        #: inference only: process each layer in time blocks of this many samples (None: whole signal).
+        #: Blocks keep a layer's activations in cache; with several threads, larger blocks split better.
+        self.inference_block_rows: int | None = None
         self.final_proj = nn.Linear(R, 1)
         nn.init.zeros_(self.final_proj.weight)  # DiffWave: the network starts by predicting 0
         nn.init.zeros_(self.final_proj.bias)
@@ -240,37 +243,45 @@ class DiffWave(nn.Module):
           ``h~_(l+1) = h~_l + r_l / c_l``, so the ``/ sqrt(2)`` pass disappears into the weights and
           ``r_l`` is accumulated straight into ``h~`` (GEMM with beta = 1), as is the skip sum;
         * the gate ``tanh(a) (1 + tanh(g)) / 2`` is one tanh over all 2R channels and one fused
-          multiply-add; the 1/2 is folded into the output weights.
+          multiply-add; the 1/2 is folded into the output weights;
+        * optionally (``inference_block_rows``) each layer runs in time blocks so that its
+          activations stay in cache, with two alternating buffers for h~.
         """
         cfg = self.config
         R, L, K = cfg.residual_channels, cfg.n_layers, cfg.kernel_size
         T = x.shape[0]
+        rows = min(T, self.inference_block_rows or T)
         max_pad = max(self.dilations) * (K - 1) // 2
-        buf = x.new_zeros(T + 2 * max_pad, R + 1)
-        buf[:, R] = 1.0
-        h = buf[max_pad : max_pad + T, :R]  # (T, R) view: h~ (unnormalised residual stream)
-        h.copy_(F.relu(torch.addmm(self.input_proj.bias, x[:, None], self.input_proj.weight.T)))
+        # one buffer when each layer is one block (update h~ in place after the layer's taps are read);
+        # two, alternating, when layers are cut into time blocks (later blocks still read the old h~)
+        bufs = [x.new_zeros(T + 2 * max_pad, R + 1) for _ in range(1 if rows == T else 2)]
+        for buf in bufs:
+            buf[:, R] = 1.0
+        bufs[0][max_pad : max_pad + T, :R] = F.relu(torch.addmm(self.input_proj.bias, x[:, None], self.input_proj.weight.T))
         skip = x.new_zeros(T, R)
         for l, d in enumerate(self.dilations):
+            src, dst = bufs[l % len(bufs)], bufs[(l + 1) % len(bufs)]
             c_l = 2.0 ** (-l / 2)
-            pad = d * (K - 1) // 2
+            lo = max_pad - d * (K - 1) // 2
             w = self.dilated_weight[l] * c_l  # (K, R, 2R), acting on h~ = h / c_l
-            bias_row = noise_bias[l][None]  # (1, 2R)
-            lo = max_pad - pad
-            first = torch.cat([w[0], bias_row])  # (R + 1, 2R): tap 0 plus the bias row for the ones column
-            taps = [buf[lo : lo + T]] + [buf[lo + k * d : lo + k * d + T, :R] for k in range(1, K)]
-            if prepared is None:
-                a = taps[0] @ first  # (T, 2R)
-            else:
-                a = torch.addmm(self._layer_cond_one(prepared, l, index), taps[0], first)
-            for k in range(1, K):
-                a.addmm_(taps[k], w[k])  # (T, 2R) += tap_k W_l[k]
-            a.tanh_()
-            z2 = a[:, :R].addcmul_(a[:, :R], a[:, R:])  # 2 z = tanh(a) (1 + tanh(g))
+            first = torch.cat([w[0], noise_bias[l][None]])  # (R + 1, 2R): tap 0 plus the bias row for the ones column
             out_w = self.output_weight[l] * 0.5  # (R, 2R) acting on 2z
-            if l < L - 1:  # the last residual update is never read
-                h.addmm_(z2, out_w[:, :R], alpha=1.0 / c_l)
-            skip.addmm_(z2, out_w[:, R:])
+            w_res, w_skip = out_w[:, :R] * (1.0 / c_l), out_w[:, R:]
+            cond_l = None if prepared is None else self._layer_cond_one(prepared, l, index)  # (T, 2R)
+            for s in range(0, T, rows):
+                e = min(T, s + rows)
+                tap0 = src[lo + s : lo + e]  # (rows, R + 1), ones column included
+                a = tap0 @ first if cond_l is None else torch.addmm(cond_l[s:e], tap0, first)  # (rows, 2R)
+                for k in range(1, K):
+                    a.addmm_(src[lo + s + k * d : lo + e + k * d, :R], w[k])  # += tap_k W_l[k]
+                a.tanh_()
+                z2 = a[:, :R].addcmul_(a[:, :R], a[:, R:])  # 2 z = tanh(a) (1 + tanh(g))
+                if l < L - 1:  # the last residual update is never read
+                    h_next = dst[max_pad + s : max_pad + e, :R]
+                    if dst is not src:
+                        h_next.copy_(src[max_pad + s : max_pad + e, :R])
+                    h_next.addmm_(z2, w_res)  # h~ += r_l / c_l
+                skip[s:e].addmm_(z2, w_skip)
         skip += self.skip_bias.sum(0)
         y = F.relu(self.skip_proj(skip * math.sqrt(1.0 / L)))  # (T, R)
         return self.final_proj(y).T  # (1, T)
