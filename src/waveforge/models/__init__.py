@@ -1,5 +1,6 @@
 """waveforge.models"""
 
+from waveforge.models.diffwave import DiffWave, DiffWaveCondition, DiffWaveConfig
 from waveforge.models.melgan import (
     MelGANGenerator,
     MelGANGeneratorConfig,
