@@ -76,6 +76,25 @@ def test_log_det_equals_brute_force_jacobian(lu):
     assert torch.allclose(log_det[0], brute, atol=1e-8, rtol=1e-8)
 
 
+@pytest.mark.parametrize("lu", [False, True])
+def test_time_major_inference_path_equals_module_path(lu):
+    model = _tiny(seed=5, lu_decomposed=lu, n_layers=3).eval()  # 3 layers: dilations 1, 2, 4 > some lengths' edges
+    z = torch.randn(2, 4, 40)
+    cond = torch.randn(2, 8, 10)
+    reference = model._reverse_modules(z, cond)
+    with torch.inference_mode():
+        fast = model.reverse(z, cond)  # dispatches to the time-major GEMM path
+        assert model.couplings[0]._time_major_cache is not None
+    assert torch.allclose(fast, reference, atol=1e-5), (fast - reference).abs().max()
+    # weight updates reach the fast path (its rearranged weights are cached like the inverses)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+        assert torch.allclose(model.reverse(z, cond), model._reverse_modules(z, cond), atol=1e-5)
+    model.train()
+    assert all(c._time_major_cache is None for c in model.couplings)
+
+
 def test_invertible_1x1_lu_matrix_matches_log_det():
     conv = Invertible1x1Conv(6, lu_decomposed=True)
     with torch.no_grad():
@@ -202,7 +221,7 @@ def test_config_invariants_are_checked():
 def test_paper_flops_match_published_figure():
     # ~1,440 GFLOP per second of 22.05 kHz audio for the published configuration
     assert abs(waveglow_flops_per_sample(WaveGlowConfig.paper()) * 22050 / 1e9 - 1440) < 15
-    assert waveglow_flops_per_sample(WaveGlowConfig.small()) * 60 < waveglow_flops_per_sample(WaveGlowConfig.paper())
+    assert waveglow_flops_per_sample(WaveGlowConfig.small()) * 100 < waveglow_flops_per_sample(WaveGlowConfig.paper())
 
 
 @pytest.mark.slow
