@@ -1,1 +1,8 @@
 """waveforge.models"""
+
+from waveforge.models.melgan import (
+    MelGANGenerator,
+    MelGANGeneratorConfig,
+    MultiPeriodDiscriminator,
+    MultiScaleDiscriminator,
+)
