@@ -489,13 +489,42 @@ class WaveGlow(nn.Module):
             audio.append(x.reshape(1, -1))  # time-major squeezed state is the audio in order
         return torch.stack(audio)  # (B, 1, T)
 
-    def infer(self, cond: torch.Tensor, sigma: float = 0.6, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Sample audio: ``cond (B, C, F)`` -> ``(B, 1, F * hop_length)``, from ``z ~ N(0, sigma^2 I)``."""
+    @property
+    def receptive_field_frames(self) -> int:
+        """Frames of context either side beyond which an output sample cannot depend on ``z`` or ``cond``.
+
+        Each coupling reaches ``(kernel_size - 1) / 2 * (2^n_layers - 1)`` group steps either side and the
+        flows compose; the 1x1 convolutions and early outputs are pointwise in time; the upsampler adds a frame.
+        """
         c = self.config
-        n_samples = cond.shape[-1] * c.hop_length
+        per_coupling = (c.kernel_size - 1) // 2 * (2**c.n_layers - 1)
+        samples = c.n_flows * per_coupling * c.n_group
+        return math.ceil(samples / c.hop_length) + 2
+
+    def infer(self, cond: torch.Tensor, sigma: float = 0.6, generator: torch.Generator | None = None,
+              chunk_frames: int | None = None) -> torch.Tensor:
+        """Sample audio: ``cond (B, C, F)`` -> ``(B, 1, F * hop_length)``, from ``z ~ N(0, sigma^2 I)``.
+
+        ``chunk_frames`` bounds memory on long inputs: ``z`` is drawn for the whole input first, then
+        inverted in chunks with :attr:`receptive_field_frames` of context either side, so the result
+        equals the whole-input pass up to float rounding.
+        """
+        c = self.config
+        n_frames = cond.shape[-1]
+        n_samples = n_frames * c.hop_length
         z = torch.randn(cond.shape[0], c.n_group, n_samples // c.n_group, generator=generator,
                         device=cond.device, dtype=cond.dtype) * sigma
-        return self.reverse(z, cond)
+        if chunk_frames is None or n_frames <= chunk_frames:
+            return self.reverse(z, cond)
+        context = self.receptive_field_frames
+        steps_per_frame = c.hop_length // c.n_group
+        pieces = []
+        for start in range(0, n_frames, chunk_frames):
+            stop = min(start + chunk_frames, n_frames)
+            lo, hi = max(0, start - context), min(n_frames, stop + context)
+            audio = self.reverse(z[..., lo * steps_per_frame:hi * steps_per_frame], cond[..., lo:hi])
+            pieces.append(audio[..., (start - lo) * c.hop_length:(stop - lo) * c.hop_length])
+        return torch.cat(pieces, dim=-1)
 
     def remove_weight_norm(self) -> "WaveGlow":
         """Fold every weight-normalised convolution back into one plain weight (for inference)."""
