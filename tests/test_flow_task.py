@@ -70,13 +70,15 @@ def test_export_load_round_trip(tmp_path):
     mel = synth.mel(audio)
     with torch.no_grad():
         assert torch.allclose(synth.model(audio, mel).z, task.model(audio, mel).z, atol=1e-5)  # same function, weight norm folded
-    out = synth.vocode(mel, SynthesisOptions(seed=3, sigma=0.6))
-    again = synth.vocode(mel, SynthesisOptions(seed=3, sigma=0.6))
+    out = synth.vocode(mel, SynthesisOptions(seed=3))  # the model's own infer_sigma (0.6)
+    again = synth.vocode(mel, SynthesisOptions(seed=3))
+    louder = synth.vocode(mel, SynthesisOptions(seed=3, sigma=0.9))
     assert out.shape == (1, 1, 16 * 256) and torch.equal(out, again)
     with torch.no_grad():
         torch.manual_seed(3)
         expected = task.model.infer(mel, sigma=0.6).clamp(-1, 1)
     assert torch.allclose(out, expected, atol=1e-4)
+    assert not torch.allclose(louder, out, atol=1e-3)
 
 
 @pytest.mark.slow

@@ -41,4 +41,4 @@ def _figure(name: str, config: WaveGlowConfig, seconds: float, ctx: BenchContext
 @register("waveglow")
 def bench_waveglow(ctx: BenchContext) -> Iterator[dict]:
     yield _figure("waveglow-small/infer-b1", WaveGlowConfig.small(), 2.0 if ctx.quick else 5.0, ctx)
-    yield _figure("waveglow-paper/infer-b1", WaveGlowConfig.paper(), 0.25 if ctx.quick else 1.0, ctx)
+    yield _figure("waveglow-paper/infer-b1", WaveGlowConfig.paper(), 0.25 if ctx.quick else 0.5, ctx)

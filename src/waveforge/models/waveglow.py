@@ -55,6 +55,7 @@ class WaveGlowConfig:
     kernel_size: int = 3
     lu_decomposed: bool = False
     sigma: float = 1.0  # prior standard deviation used in training (the paper's sigma)
+    infer_sigma: float = 0.6  # default sampling temperature (the paper samples with 0.6)
 
     @classmethod
     def paper(cls, cond_channels: int = 80, hop_length: int = 256, **overrides) -> "WaveGlowConfig":
@@ -110,8 +111,8 @@ class WaveGlowConfig:
                 raise ValueError(f"flow {k} would see {n} channels after early outputs "
                                  f"(n_group={self.n_group}, n_early_every={self.n_early_every}, "
                                  f"n_early_size={self.n_early_size}); it needs an even number >= 2 to split")
-        if self.sigma <= 0:
-            raise ValueError(f"WaveGlowConfig.sigma must be positive, got {self.sigma}")
+        if self.sigma <= 0 or self.infer_sigma < 0:
+            raise ValueError(f"WaveGlowConfig.sigma must be positive and infer_sigma >= 0, got {self.sigma}, {self.infer_sigma}")
 
 
 @dataclass
@@ -501,15 +502,17 @@ class WaveGlow(nn.Module):
         samples = c.n_flows * per_coupling * c.n_group
         return math.ceil(samples / c.hop_length) + 2
 
-    def infer(self, cond: torch.Tensor, sigma: float = 0.6, generator: torch.Generator | None = None,
+    def infer(self, cond: torch.Tensor, sigma: float | None = None, generator: torch.Generator | None = None,
               chunk_frames: int | None = None) -> torch.Tensor:
-        """Sample audio: ``cond (B, C, F)`` -> ``(B, 1, F * hop_length)``, from ``z ~ N(0, sigma^2 I)``.
+        """Sample audio: ``cond (B, C, F)`` -> ``(B, 1, F * hop_length)``, from ``z ~ N(0, sigma^2 I)``
+        (``sigma`` defaults to ``config.infer_sigma``).
 
         ``chunk_frames`` bounds memory on long inputs: ``z`` is drawn for the whole input first, then
         inverted in chunks with :attr:`receptive_field_frames` of context either side, so the result
         equals the whole-input pass up to float rounding.
         """
         c = self.config
+        sigma = c.infer_sigma if sigma is None else sigma
         n_frames = cond.shape[-1]
         n_samples = n_frames * c.hop_length
         z = torch.randn(cond.shape[0], c.n_group, n_samples // c.n_group, generator=generator,

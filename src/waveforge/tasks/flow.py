@@ -54,7 +54,7 @@ class FlowVocoderTask(WaveformTask):
             cond_channels=self.cond_channels, hop_length=self.feature.hop_length,
             upsampled_cond_channels=upsampled_cond_channels, n_flows=n_flows, n_group=n_group,
             n_early_every=n_early_every, n_early_size=n_early_size, n_layers=n_layers, n_channels=n_channels,
-            kernel_size=kernel_size, lu_decomposed=lu_decomposed, sigma=sigma,
+            kernel_size=kernel_size, lu_decomposed=lu_decomposed, sigma=sigma, infer_sigma=infer_sigma,
         ))
 
     def _nll(self, batch: dict):
@@ -83,7 +83,7 @@ class FlowVocoderTask(WaveformTask):
     # -- use -----------------------------------------------------------------------------------
     @torch.no_grad()
     def synthesize(self, cond: torch.Tensor | None, n_samples: int) -> torch.Tensor:
-        return self.model.infer(cond, sigma=self.hparams.infer_sigma)[..., :n_samples].clamp(-1, 1)
+        return self.model.infer(cond)[..., :n_samples].clamp(-1, 1)
 
     def model_file(self) -> ModelFile:
         return ModelFile(
@@ -92,6 +92,5 @@ class FlowVocoderTask(WaveformTask):
             feature=self.feature,
             sample_rate=self.sample_rate,
             state_dict=self.model.state_dict(),
-            extra={"global_step": int(self.global_step), "receptive_field_frames": self.model.receptive_field_frames,
-                   "infer_sigma": self.hparams.infer_sigma},
+            extra={"global_step": int(self.global_step), "receptive_field_frames": self.model.receptive_field_frames},
         )

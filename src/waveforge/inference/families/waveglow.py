@@ -28,8 +28,8 @@ class WaveGlowAdapter:
     def synthesize(self, model: WaveGlow, cond: torch.Tensor | None, n_samples: int, options: SynthesisOptions) -> torch.Tensor:
         if cond is None:
             raise ValueError("WaveGlow needs conditioning (mel or piano roll)")
-        sigma = options.sigma if options.sigma is not None else 0.6 * options.temperature
-        return model.infer(cond, sigma=sigma, chunk_frames=CHUNK_FRAMES)[..., :n_samples].clamp(-1, 1)
+        # `--sigma` when given, else the model's own infer_sigma (0.6 unless trained otherwise)
+        return model.infer(cond, sigma=options.sigma, chunk_frames=CHUNK_FRAMES)[..., :n_samples].clamp(-1, 1)
 
 
 ADAPTER = WaveGlowAdapter()
