@@ -12,7 +12,7 @@ from typing import Iterator
 
 import torch
 
-from waveforge.bench import BenchContext, register, time_median
+from waveforge.bench import BenchContext, gemm_peak_gflops, register, time_median
 from waveforge.models.waveglow import WaveGlow, WaveGlowConfig, waveglow_flops_per_sample
 
 SAMPLE_RATE = 22050
@@ -26,6 +26,8 @@ def _figure(name: str, config: WaveGlowConfig, seconds: float, ctx: BenchContext
     cond = torch.randn(1, config.cond_channels, n_frames) - 4.0  # log-mel-like levels
     with torch.inference_mode():
         seconds_taken = time_median(lambda: model.infer(cond, sigma=0.6), repeats=ctx.repeats, warmup=1)
+    # on a shared machine the run-start peak can be stale by minutes: measure one right after the timing too
+    local_peak = gemm_peak_gflops(repeats=3)
     audio_seconds = n_samples / SAMPLE_RATE
     flops = waveglow_flops_per_sample(config) * n_samples
     return {
@@ -35,6 +37,8 @@ def _figure(name: str, config: WaveGlowConfig, seconds: float, ctx: BenchContext
         "gflops": flops / seconds_taken / 1e9,
         "gflop_per_audio_second": round(waveglow_flops_per_sample(config) * SAMPLE_RATE / 1e9, 2),
         "audio_seconds": round(audio_seconds, 3),
+        "gemm_peak_local_gflops": round(local_peak, 1),
+        "efficiency_local": round(flops / seconds_taken / 1e9 / local_peak, 3),
     }
 
 

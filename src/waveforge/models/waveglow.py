@@ -342,11 +342,17 @@ class _TimeMajorCoupling:
         """``x_a (T_g, n_half)``, ``cond_tm (T_g, cond_in + 1)`` -> ``(log_s, t)``, each ``(T_g, n_half)``."""
         n, t_g = self.n_channels, x_a.shape[0]
         pad = max(self.dilations) * (self.kernel_size - 1) // 2
-        h_pad = x_a.new_zeros(t_g + 2 * pad, n)  # zero rows either side: the convolutions' 'same' padding
+        # only the fixed parts are initialised: the zero rows either side (the convolutions' 'same'
+        # padding) and the all-ones bias columns; everything else is overwritten before it is read
+        h_pad = x_a.new_empty(t_g + 2 * pad, n)
+        h_pad[:pad].zero_()
+        h_pad[pad + t_g:].zero_()
         h = h_pad[pad:pad + t_g]  # (T_g, n), a view
         torch.mm(_with_ones_column(x_a), self.start, out=h)
-        acts = x_a.new_ones(t_g, n + 1)  # last column stays 1: the bias input of res/skip
-        skip = x_a.new_ones(t_g, n + 1)
+        acts = x_a.new_empty(t_g, n + 1)
+        acts[:, n].fill_(1.0)  # the bias input of res/skip
+        skip = x_a.new_empty(t_g, n + 1)
+        skip[:, n].fill_(1.0)  # the bias input of end
         for i, d in enumerate(self.dilations):
             pre = torch.mm(cond_tm, self.cond_layers[i])  # (T_g, 2n): conditioning + both biases
             for j, w in enumerate(self.taps[i]):
