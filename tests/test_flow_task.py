@@ -97,3 +97,18 @@ def test_smoke_recipe_fits_exports_and_vocodes(tmp_path, tiny_corpus):
                    env=env, check=True, timeout=600)
     out = waveforge.audio.load_audio(tmp_path / "out" / (wav.stem + ".wav"))
     assert out.shape[-1] == waveforge.audio.audio_info(wav).frames // 256 * 256
+
+
+def test_piano_roll_model_renders_midi(tmp_path):
+    import pretty_midi
+
+    midi = pretty_midi.PrettyMIDI()
+    piano = pretty_midi.Instrument(program=0)
+    piano.notes.append(pretty_midi.Note(velocity=90, pitch=60, start=0.1, end=0.6))
+    midi.instruments.append(piano)
+    midi.write(str(tmp_path / "one.mid"))
+    path = save_model_file(tmp_path / "wg-midi.safetensors", _task(PianoRollConfig()).model_file())
+    synth = waveforge.load(path)
+    audio = synth.render(tmp_path / "one.mid", SynthesisOptions(seed=0))
+    assert audio.shape[:2] == (1, 1) and audio.shape[-1] % 256 == 0 and audio.shape[-1] >= int(0.6 * 22050)
+    assert torch.isfinite(audio).all() and audio.abs().max() <= 1.0
