@@ -19,6 +19,15 @@ from waveforge.models.waveglow import (
 )
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors gain nothing from threads, and on a loaded machine 2 threads make them ~20x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _nontrivial(model: WaveGlow, std: float = 0.2, seed: int = 0) -> WaveGlow:
     """Re-initialise the zero-initialised coupling outputs so every coupling really scales and shifts."""
     g = torch.Generator().manual_seed(seed)
