@@ -7,7 +7,13 @@ import math
 import pytest
 import torch
 
-from waveforge.losses import feature_matching_loss, hinge_discriminator_loss, hinge_generator_loss, multi_resolution_stft_loss
+from waveforge.losses import (
+    discriminator_loss,
+    feature_matching_loss,
+    generator_loss,
+    hinge_generator_loss,
+    multi_resolution_stft_loss,
+)
 from waveforge.models.melgan import (
     CombinedDiscriminator,
     DiscriminatorOutput,
@@ -18,6 +24,16 @@ from waveforge.models.melgan import (
     build_discriminator,
     melgan_generator_flops,
 )
+from waveforge.models.melgan_fast import prepare_for_inference
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one intra-op thread avoids barrier stalls on a loaded CI machine (and is faster anyway)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("factors", [[4, 4], [8, 4], [5, 3], [2, 3, 2], [4, 1, 2]])
@@ -174,11 +190,12 @@ def test_gradients_reach_generator_through_discriminator(kind):
         assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
-def test_one_optimiser_step_lowers_generator_and_discriminator_losses():
+@pytest.mark.parametrize("kind,objective", [("msd", "hinge"), ("mpd", "lsgan")])
+def test_one_optimiser_step_lowers_generator_and_discriminator_losses(kind, objective):
     """On a fixed batch, one Adam step of D lowers L_D and one step of G lowers L_G (each with the other fixed)."""
     torch.manual_seed(0)
     gen = MelGANGenerator(MelGANGeneratorConfig.tiny(upsample_factors=[4, 4]))
-    disc = build_discriminator("msd", size="tiny")
+    disc = build_discriminator(kind, size="tiny")
     opt_g = torch.optim.Adam(gen.parameters(), lr=1e-4, betas=(0.5, 0.9))
     opt_d = torch.optim.Adam(disc.parameters(), lr=1e-4, betas=(0.5, 0.9))
     cond = torch.randn(2, 80, 32)
@@ -187,13 +204,13 @@ def test_one_optimiser_step_lowers_generator_and_discriminator_losses():
     def d_loss():
         with torch.no_grad():
             fake = gen(cond)
-        return hinge_discriminator_loss(disc(real).logits, disc(fake).logits)
+        return discriminator_loss(disc(real).logits, disc(fake).logits, objective)
 
     def g_loss():
         fake = gen(cond)
         real_out, fake_out = disc(real), disc(fake)
         return (
-            hinge_generator_loss(fake_out.logits)
+            generator_loss(fake_out.logits, objective)
             + 10 * feature_matching_loss(real_out.features, fake_out.features)
             + multi_resolution_stft_loss(fake, real, resolutions=[(128, 32, 128), (256, 64, 256)]).total
         )
@@ -209,3 +226,96 @@ def test_one_optimiser_step_lowers_generator_and_discriminator_losses():
     before.backward()
     opt_g.step()
     assert g_loss().item() < before.item()
+
+
+# ---------------------------------------------------------------------------------------------
+# Fast inference path
+# ---------------------------------------------------------------------------------------------
+
+
+def _scrambled_generator(factors, seed=0):
+    """A tiny generator whose weight-norm magnitudes and biases are moved off their init values."""
+    torch.manual_seed(seed)
+    gen = MelGANGenerator(MelGANGeneratorConfig.tiny(upsample_factors=factors))
+    with torch.no_grad():
+        for name, p in gen.named_parameters():
+            if name.endswith("original0"):
+                p.mul_(torch.rand_like(p) * 2 + 0.5)
+            elif name.endswith("bias"):
+                p.normal_(0, 0.1)
+    return gen.eval()
+
+
+@pytest.mark.parametrize(
+    "factors,tile_bytes,workers,onednn_stages",
+    [
+        ([4, 4], 1 << 22, 1, 0),
+        ([8, 2], 2000, 3, 0),
+        ([5, 3], 2000, 2, 1),
+        ([2, 3, 2], 1 << 22, 3, 2),
+        ([4, 1, 2], 2000, 1, 1),
+        ([4, 4], 2000, 2, 2),
+    ],
+)
+def test_fast_inference_equals_reference(factors, tile_bytes, workers, onednn_stages):
+    """Tiles, chunks with context, polyphase transposed convs, fused GEMMs and the oneDNN/GEMM hand-over
+    change nothing but rounding."""
+    gen = _scrambled_generator(factors)
+    fast = prepare_for_inference(
+        gen, tile_bytes=tile_bytes, workers=workers, min_chunk_frames=4, onednn_stages=onednn_stages
+    )
+    assert len(fast.onednn_stages) == onednn_stages and len(fast.stages) == len(factors) - onednn_stages
+    threads = torch.get_num_threads()
+    for n_frames in (gen.min_frames, 9, 50):
+        cond = torch.randn(2, 80, n_frames)
+        with torch.no_grad():
+            expected = gen(cond)
+        got = fast(cond)
+        assert got.shape == expected.shape
+        assert expected.abs().max() > 0.05  # a non-trivial signal to compare
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+    assert len(fast.chunks(50, workers)) == min(workers, 50 // 4)
+    assert torch.get_num_threads() == threads  # restored after a multi-worker call
+
+
+def test_fast_inference_leaves_the_generator_intact():
+    gen = _scrambled_generator([4, 4])
+    cond = torch.randn(1, 80, 6)
+    with torch.no_grad():
+        before = gen(cond)
+    fast = gen.fast_inference()
+    assert any("parametrizations" in name for name, _ in gen.named_parameters())  # still trainable as before
+    with torch.no_grad():
+        torch.testing.assert_close(gen(cond), before, rtol=0, atol=0)
+    torch.testing.assert_close(fast(cond), before, rtol=1e-4, atol=1e-5)
+    weights = list(fast.parameters())  # callers find the device with next(model.parameters())
+    assert weights and not any(w.requires_grad for w in weights)
+    with pytest.raises(ValueError, match=r"\(B, 80, F\)"):
+        fast(torch.randn(1, 81, 6))
+    with pytest.raises(ValueError, match="onednn_stages"):
+        prepare_for_inference(gen, onednn_stages=3)
+
+
+def test_fast_inference_equals_reference_paper_size():
+    torch.manual_seed(0)
+    gen = MelGANGenerator(MelGANGeneratorConfig.paper()).eval()
+    fast = prepare_for_inference(gen, workers=2, min_chunk_frames=4)
+    assert len(fast.onednn_stages) == 2  # the 256- and 128-channel stages; 64 and 32 run as GEMMs
+    cond = torch.randn(1, 80, 40)  # two chunks of 20 frames, each seeing 8 of the other's as context
+    assert fast.chunks(40, 2) == [(0, 20), (20, 40)] and fast.context_frames == 8
+    with torch.no_grad():
+        expected = gen(cond)
+    torch.testing.assert_close(fast(cond), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_paper_discriminators_construct_and_run():
+    """HiFi-GAN's MPD (41.1 M parameters) and MelGAN's MSD together on a training crop of 8192 samples."""
+    disc = build_discriminator("msd+mpd")
+    n_params = sum(p.numel() for p in disc.discriminators[1].parameters())
+    assert abs(n_params / 1e6 - 41.1) < 0.1
+    audio = torch.randn(2, 1, 8192, requires_grad=True)
+    out = disc(audio)
+    assert len(out.logits) == 8
+    sum(l.mean() for l in out.logits).backward()
+    assert audio.grad is not None and audio.grad.abs().sum() > 0

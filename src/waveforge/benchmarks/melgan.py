@@ -1,0 +1,88 @@
+"""MelGAN vocoding speed: the paper generator (and the half-width one) at 22.05 kHz, hop 256.
+
+``melgan-<size>/vocode`` times :func:`waveforge.models.melgan_fast.prepare_for_inference` (what a
+deployed model should run) on a random 80-band mel; ``melgan-<size>/vocode-reference`` times the plain
+module with weight norm removed (the public reference implementation's inference path), on the same
+input, so the two compare directly. FLOPs are counted analytically
+(:func:`waveforge.models.melgan.melgan_generator_flops`: 7.78 GFLOP per second of audio for the paper
+generator). ``max_abs_diff`` is the largest difference between the two outputs.
+
+Besides wall-time figures (median of warm runs), each figure has ``core_efficiency``: FLOPs per
+second of process CPU time (all threads) over one thread's GEMM peak measured in CPU time
+(``core_gemm_peak_gflops``). On a machine shared with other jobs, wall time (and so the runner's
+``gemm_peak_gflops``) includes time the process was not scheduled; CPU time does not, so
+``core_efficiency`` is the figure that stays comparable on a busy machine. Threads that spin in a
+barrier count as busy, as they should.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Iterator
+
+import torch
+
+from waveforge.bench import BenchContext, register, time_median
+from waveforge.models.melgan import MelGANGenerator, MelGANGeneratorConfig, melgan_generator_flops
+from waveforge.models.melgan_fast import prepare_for_inference
+
+SAMPLE_RATE = 22050
+
+
+def _core_gemm_peak_gflops(n: int = 1024, repeats: int = 7) -> float:
+    """One thread's float32 GEMM throughput, timed in thread CPU time (best of ``repeats``)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        out = torch.empty(n, n)
+        torch.mm(a, b, out=out)
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.thread_time()
+            torch.mm(a, b, out=out)
+            best = min(best, time.thread_time() - t0)
+    finally:
+        torch.set_num_threads(threads)
+    return 2 * n**3 / best / 1e9
+
+
+def _cpu_seconds(fn, repeats: int) -> float:
+    """Median process CPU time (all threads) of ``fn()``."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.process_time()
+        fn()
+        times.append(time.process_time() - t0)
+    return sorted(times)[len(times) // 2]
+
+
+@register("melgan")
+def bench_melgan(ctx: BenchContext) -> Iterator[dict]:
+    seconds = 2.0 if ctx.quick else 5.0
+    core_peak = _core_gemm_peak_gflops()
+    for size in ("paper", "small"):
+        torch.manual_seed(0)
+        config = getattr(MelGANGeneratorConfig, size)()
+        reference = MelGANGenerator(config).eval().remove_weight_norm()
+        fast = prepare_for_inference(reference)
+        n_frames = round(seconds * SAMPLE_RATE / config.hop_length)
+        audio_seconds = n_frames * config.hop_length / SAMPLE_RATE
+        cond = torch.randn(1, config.cond_channels, n_frames)
+        flops = melgan_generator_flops(config, n_frames)
+        with torch.inference_mode():
+            max_diff = float((fast(cond) - reference(cond)).abs().max())
+        for suffix, model in (("vocode", fast), ("vocode-reference", reference)):
+            with torch.inference_mode():
+                wall = time_median(lambda: model(cond), repeats=ctx.repeats, warmup=1)
+                cpu = _cpu_seconds(lambda: model(cond), repeats=ctx.repeats)
+            yield {
+                "name": f"melgan-{size}/{suffix}",
+                "x_realtime": round(audio_seconds / wall, 2),
+                "gflops": flops / wall / 1e9,
+                "core_efficiency": round(flops / cpu / 1e9 / core_peak, 3),
+                "core_gemm_peak_gflops": round(core_peak, 1),
+                "audio_seconds": round(audio_seconds, 2),
+                "gflop_per_audio_second": round(flops / audio_seconds / 1e9, 2),
+                "max_abs_diff": max_diff,
+            }
