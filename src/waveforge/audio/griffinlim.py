@@ -30,6 +30,8 @@ def griffin_lim(log_mel: torch.Tensor, config: MelConfig, n_iter: int = 64, mome
     """
     linear = mel_to_linear(log_mel, config)
     n_frames = log_mel.shape[-1]
+    # centre-padded framing of F * hop samples has F + 1 frames: repeat the last one
+    linear = torch.cat([linear, linear[..., -1:]], dim=-1)
     window = torch.hann_window(config.win_length, device=log_mel.device)
     audio = AF.griffinlim(
         linear,

@@ -1,6 +1,10 @@
 """waveforge.models"""
 
+from waveforge.models.melgan import (
+    MelGANGenerator,
+    MelGANGeneratorConfig,
+    MultiPeriodDiscriminator,
+    MultiScaleDiscriminator,
+)
 from waveforge.models.samplernn import SampleRNN, SampleRNNConfig
 from waveforge.models.wavenet import WaveNet, WaveNetConfig
-
-__all__ = ["SampleRNN", "SampleRNNConfig", "WaveNet", "WaveNetConfig"]

@@ -1,1 +1,1 @@
-"""waveforge.tasks"""
+"""Lightning tasks, one per training paradigm; importing waveforge.models never needs these."""

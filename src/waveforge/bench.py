@@ -1,0 +1,123 @@
+"""``waveforge bench``: speed figures, one JSON object per line.
+
+Every figure carries the same run's matrix-multiply peak (``gemm_peak_gflops``) so that figures
+from different machines compare as ratios (``efficiency = gflops / gemm_peak_gflops``).
+
+Timing: warm-up first, then the median of several runs. On glibc, large activation buffers are
+otherwise mmap'd and unmapped on every call, which makes one process's timings differ from the
+next by up to 40%; ``waveforge bench`` therefore re-executes itself once with
+``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` raised, and says so in each figure
+(``"malloc_tuned": true``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator
+
+import torch
+
+#: modules under waveforge.benchmarks, imported lazily; each registers its functions
+BENCH_MODULES = ("melgan", "autoregressive", "diffwave", "waveglow", "vqvae")
+_REGISTRY: dict[str, Callable[["BenchContext"], Iterable[dict]]] = {}
+_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 31)}
+
+
+@dataclass(frozen=True)
+class BenchContext:
+    threads: int
+    quick: bool
+    gemm_peak_gflops: float
+
+    @property
+    def repeats(self) -> int:
+        return 2 if self.quick else 5
+
+
+def register(name: str):
+    def wrap(fn: Callable[[BenchContext], Iterable[dict]]):
+        _REGISTRY[name] = fn
+        return fn
+
+    return wrap
+
+
+def time_median(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` in seconds over ``repeats`` warm runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def gemm_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """Best-of float32 square matmul throughput on the current thread setting."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    out = torch.empty(n, n)
+    torch.mm(a, b, out=out)
+    best = min(_timed(lambda: torch.mm(a, b, out=out)) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+@register("gemm")
+def bench_gemm(ctx: BenchContext) -> Iterator[dict]:
+    yield {"name": "gemm/fp32-2048", "gflops": ctx.gemm_peak_gflops}
+
+
+def run_benchmarks(only: list[str] | None = None, quick: bool = False, table: bool = True) -> list[dict]:
+    if not all(os.environ.get(k) == v for k, v in _MALLOC_ENV.items()) and os.environ.get("WAVEFORGE_BENCH_NO_REEXEC") != "1":
+        # re-run ourselves with the allocator settings in place (they must be set before start-up)
+        env = {**os.environ, **_MALLOC_ENV, "WAVEFORGE_BENCH_NO_REEXEC": "1"}
+        os.execve(sys.executable, [sys.executable, "-m", "waveforge", *sys.argv[1:]], env)
+    malloc_tuned = all(os.environ.get(k) == v for k, v in _MALLOC_ENV.items())
+    torch.set_grad_enabled(False)
+    threads = torch.get_num_threads()
+    peak = gemm_peak_gflops(repeats=3 if quick else 7)
+    ctx = BenchContext(threads=threads, quick=quick, gemm_peak_gflops=peak)
+    for module in BENCH_MODULES:
+        try:
+            importlib.import_module(f"waveforge.benchmarks.{module}")
+        except ModuleNotFoundError as e:
+            if not e.name or not e.name.startswith("waveforge.benchmarks"):
+                raise
+    results = []
+    for name, fn in _REGISTRY.items():
+        if only and not any(name.startswith(o) or o.startswith(name) for o in only):
+            continue
+        for figure in fn(ctx):
+            if only and not any(figure["name"].startswith(o) or o.startswith(name) for o in only):
+                continue
+            figure = {**figure, "gemm_peak_gflops": round(peak, 1), "threads": threads, "malloc_tuned": malloc_tuned}
+            if "gflops" in figure:
+                figure["efficiency"] = round(figure["gflops"] / peak, 3)
+                figure["gflops"] = round(figure["gflops"], 1)
+            results.append(figure)
+            print(json.dumps(figure), flush=True)
+    if table and results:
+        print(_table(results), file=sys.stderr)
+    return results
+
+
+def _table(results: list[dict]) -> str:
+    keys = ["x_realtime", "samples_per_s", "speedup", "steps_per_s", "gflops", "efficiency"]
+    lines = [f"{'figure':40s} " + " ".join(f"{k:>13s}" for k in keys)]
+    for r in results:
+        cells = [f"{r[k]:13.4g}" if isinstance(r.get(k), (int, float)) else f"{'':13s}" for k in keys]
+        lines.append(f"{r['name']:40s} " + " ".join(cells))
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Speed figures per family, registered with waveforge.bench.register."""

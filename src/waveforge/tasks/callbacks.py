@@ -1,0 +1,85 @@
+"""TensorBoard audio and spectrogram logging at each validation, from a callback."""
+
+from __future__ import annotations
+
+import io
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_only
+
+from waveforge.audio.mel import MelConfig, MelSpectrogram
+
+
+class AudioLogger(L.Callback):
+    """Logs ``n_examples`` validation clips: the reference once, then the model's output and a
+    reference-vs-generated log-mel image at every validation.
+
+    The task must implement ``synthesize(cond, n_samples)`` (see ``WaveformTask``).
+    """
+
+    def __init__(self, n_examples: int = 2, max_seconds: float = 4.0):
+        self.n_examples = n_examples
+        self.max_seconds = max_seconds
+        self._batch: dict | None = None
+        self._logged_reference = False
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if batch_idx == 0 and dataloader_idx == 0:
+            self._batch = {k: v[: self.n_examples].detach() for k, v in batch.items() if isinstance(v, torch.Tensor)}
+
+    @rank_zero_only
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if self._batch is None or trainer.sanity_checking:
+            return
+        experiment = getattr(trainer.logger, "experiment", None)
+        if experiment is None or not hasattr(experiment, "add_audio"):
+            return
+        sr = pl_module.sample_rate
+        audio = self._batch["audio"]
+        n_samples = min(audio.shape[-1], int(self.max_seconds * sr))
+        cond = self._batch.get("cond")
+        hop = pl_module.hop_length
+        if cond is not None and cond.numel() > 0 and hop:
+            n_frames = n_samples // hop
+            cond, n_samples = cond[..., :n_frames], n_frames * hop
+        else:
+            cond = None
+        audio = audio[..., :n_samples]
+        was_training = pl_module.training
+        pl_module.eval()
+        try:
+            fake = pl_module.synthesize(cond.to(pl_module.device) if cond is not None else None, n_samples).float().cpu()
+        finally:
+            pl_module.train(was_training)
+        step = trainer.global_step
+        for i in range(min(self.n_examples, fake.shape[0])):
+            if not self._logged_reference:
+                experiment.add_audio(f"reference/{i}", audio[i].float().cpu().clamp(-1, 1), step, sr)
+            experiment.add_audio(f"generated/{i}", fake[i].clamp(-1, 1), step, sr)
+            experiment.add_image(f"mel/{i}", _mel_image(audio[i].float().cpu(), fake[i], sr), step, dataformats="HWC")
+        self._logged_reference = True
+
+
+def _mel_image(reference: torch.Tensor, generated: torch.Tensor, sample_rate: int):
+    """Reference (top) and generated (bottom) log-mel, as an RGB array."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    cfg = MelConfig(sample_rate=sample_rate, n_fft=1024, hop_length=256, win_length=1024, n_mels=80, f_max=min(8000.0, sample_rate / 2))
+    mel = MelSpectrogram(cfg)
+    fig, axes = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
+    for ax, x, title in zip(axes, (reference, generated), ("reference", "generated")):
+        ax.imshow(mel(x.reshape(1, 1, -1))[0].numpy(), origin="lower", aspect="auto", vmin=np.log(cfg.log_floor), cmap="magma")
+        ax.set_title(title)
+        ax.set_ylabel("mel band")
+    axes[-1].set_xlabel("frame")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="raw", dpi=80)
+    width, height = fig.canvas.get_width_height()
+    plt.close(fig)
+    return np.frombuffer(buf.getvalue(), dtype=np.uint8).reshape(int(height), int(width), -1)[..., :3]

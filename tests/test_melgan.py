@@ -1,0 +1,211 @@
+"""MelGAN generator and discriminators: shapes, construction checks, weight norm, gradients, training steps."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from waveforge.losses import feature_matching_loss, hinge_discriminator_loss, hinge_generator_loss, multi_resolution_stft_loss
+from waveforge.models.melgan import (
+    CombinedDiscriminator,
+    DiscriminatorOutput,
+    MelGANGenerator,
+    MelGANGeneratorConfig,
+    MultiPeriodDiscriminator,
+    MultiScaleDiscriminator,
+    build_discriminator,
+    melgan_generator_flops,
+)
+
+
+@pytest.mark.parametrize("factors", [[4, 4], [8, 4], [5, 3], [2, 3, 2], [4, 1, 2]])
+@pytest.mark.parametrize("cond_channels", [80, 264])
+def test_generator_output_length_is_frames_times_hop(factors, cond_channels):
+    torch.manual_seed(0)
+    gen = MelGANGenerator(MelGANGeneratorConfig.tiny(cond_channels=cond_channels, upsample_factors=factors))
+    hop = math.prod(factors)
+    for n_frames in (5, 12):
+        audio = gen(torch.randn(2, cond_channels, n_frames))
+        assert audio.shape == (2, 1, n_frames * hop)
+        assert audio.abs().max() < 1  # tanh output
+
+
+def test_paper_generator_matches_paper_geometry():
+    config = MelGANGeneratorConfig.paper()
+    gen = MelGANGenerator(config)
+    assert config.hop_length == 256 and config.upsample_factors == [8, 8, 2, 2]
+    # The MelGAN generator has 4.26 M parameters; about 7.8 GFLOP per second of 22.05 kHz audio.
+    assert abs(sum(p.numel() for p in gen.parameters()) / 1e6 - 4.27) < 0.02
+    assert abs(melgan_generator_flops(config, 22050 / 256) / 1e9 - 7.78) < 0.05
+    with torch.no_grad():
+        assert gen(torch.randn(1, 80, 4)).shape == (1, 1, 1024)
+    with pytest.raises(ValueError, match="at least 4 conditioning frames"):
+        gen(torch.randn(1, 80, 3))
+    small = MelGANGenerator(MelGANGeneratorConfig.small(cond_channels=264))
+    assert small(torch.randn(1, 264, 4)).shape == (1, 1, 1024)
+
+
+def test_bad_factors_give_a_clear_error():
+    with pytest.raises(ValueError, match=r"multiply to 128, but hop_length is 256"):
+        MelGANGeneratorConfig(hop_length=256, upsample_factors=[8, 8, 2])
+    with pytest.raises(ValueError, match="divisible by 2\\*\\*4"):
+        MelGANGeneratorConfig(hop_length=256, upsample_factors=[4, 4, 4, 4], initial_channels=24)
+    with pytest.raises(ValueError, match="positive"):
+        MelGANGeneratorConfig(hop_length=0, upsample_factors=[0])
+
+
+def test_generator_rejects_wrong_cond_channels():
+    gen = MelGANGenerator(MelGANGeneratorConfig.tiny(cond_channels=80))
+    with pytest.raises(ValueError, match=r"\(B, 80, F\)"):
+        gen(torch.randn(1, 264, 4))
+
+
+def test_config_round_trips_through_dict():
+    config = MelGANGeneratorConfig.paper(cond_channels=264)
+    assert MelGANGeneratorConfig(**config.to_dict()) == config
+
+
+def test_remove_weight_norm_leaves_outputs_identical():
+    torch.manual_seed(0)
+    gen = MelGANGenerator(MelGANGeneratorConfig.tiny(upsample_factors=[4, 2, 2]))
+    # Move the weight-norm magnitudes away from their initial values so removal has something to fold.
+    with torch.no_grad():
+        for name, p in gen.named_parameters():
+            if name.endswith("original0"):
+                p.mul_(torch.rand_like(p) + 0.5)
+    cond = torch.randn(2, 80, 9)
+    with torch.no_grad():
+        before = gen(cond)
+    n_params_before = len(list(gen.parameters()))
+    gen.remove_weight_norm()
+    assert not any("parametrizations" in name for name, _ in gen.named_parameters())
+    assert len(list(gen.parameters())) < n_params_before
+    with torch.no_grad():
+        after = gen(cond)
+    torch.testing.assert_close(after, before, rtol=0, atol=1e-5)
+
+
+def test_receptive_field_bound_holds():
+    """Changing the input outside ``receptive_field_frames`` must not change the middle output frame."""
+    torch.manual_seed(0)
+    gen = MelGANGenerator(MelGANGeneratorConfig.tiny(upsample_factors=[4, 4])).eval()
+    rf = gen.receptive_field_frames
+    n = 2 * rf + 9
+    cond = torch.randn(1, 80, n)
+    mid = n // 2
+    perturbed = cond.clone()
+    perturbed[..., : mid - rf - 1] += 5 * torch.randn_like(perturbed[..., : mid - rf - 1])
+    perturbed[..., mid + rf + 2 :] += 5 * torch.randn_like(perturbed[..., mid + rf + 2 :])
+    hop = gen.hop_length
+    with torch.no_grad():
+        a = gen(cond)[..., mid * hop : (mid + 1) * hop]
+        b = gen(perturbed)[..., mid * hop : (mid + 1) * hop]
+    # Reflection padding can only reach within the receptive field too, so equality is exact up to rounding.
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+def _check_output(out: DiscriminatorOutput, batch: int, n_sub: int, n_layers: int | None = None):
+    assert isinstance(out, DiscriminatorOutput)
+    assert len(out.logits) == len(out.features) == len(out.names) == n_sub
+    for logits, feats in zip(out.logits, out.features):
+        assert logits.shape[0] == batch
+        assert torch.equal(feats[-1].flatten(1), logits.flatten(1))
+        assert all(f.shape[0] == batch for f in feats)
+        if n_layers is not None:
+            assert len(feats) == n_layers
+
+
+def test_multiscale_discriminator_shapes():
+    torch.manual_seed(0)
+    msd = MultiScaleDiscriminator.tiny()  # 2 strided layers of stride 4
+    out = msd(torch.randn(2, 1, 1024))
+    _check_output(out, 2, 3, n_layers=1 + 2 + 1 + 1)
+    assert [l.shape for l in out.logits] == [(2, 1, 1024 // 16), (2, 1, 512 // 16), (2, 1, 256 // 16)]
+    assert out.names == ["scale1", "scale2", "scale4"]
+    # Grouped strided convs as in MelGAN: groups = in_channels / 4.
+    strided = msd.discriminators[0].layers[1]
+    assert strided.groups == 1 and strided.stride == (4,) and strided.kernel_size == (41,)
+
+
+def test_paper_multiscale_discriminator_geometry():
+    msd = MultiScaleDiscriminator()
+    convs = [msd.discriminators[0].layers[i] for i in range(1, 5)]
+    assert [c.groups for c in convs] == [4, 16, 64, 256]
+    assert [c.out_channels for c in convs] == [64, 256, 1024, 1024]
+    out = msd(torch.randn(1, 1, 4096))
+    assert [l.shape[-1] for l in out.logits] == [16, 8, 4]
+    assert abs(sum(p.numel() for p in msd.parameters()) / 1e6 - 16.9) < 0.1
+
+
+def test_multiperiod_discriminator_shapes():
+    torch.manual_seed(0)
+    mpd = MultiPeriodDiscriminator.tiny()
+    for length in (999, 1000):  # the second is not a multiple of any period, the first of 3 only
+        out = mpd(torch.randn(3, 1, length))
+        _check_output(out, 3, 3, n_layers=3 + 1)
+        for p, feats in zip(mpd.periods, out.features):
+            assert feats[0].shape[-1] == p  # the period axis is preserved through the 2-D convs
+    assert out.names == ["period2", "period3", "period5"]
+    assert MultiPeriodDiscriminator().periods == [2, 3, 5, 7, 11]
+
+
+def test_combined_discriminator_concatenates():
+    combined = build_discriminator("msd+mpd", size="tiny")
+    assert isinstance(combined, CombinedDiscriminator)
+    out = combined(torch.randn(1, 1, 600))
+    _check_output(out, 1, 6)
+    assert out.names[:3] == ["scale1", "scale2", "scale4"] and out.names[3] == "period2"
+    with pytest.raises(ValueError, match="unknown discriminator kind"):
+        build_discriminator("wavenet")
+
+
+@pytest.mark.parametrize("kind", ["msd", "mpd"])
+def test_gradients_reach_generator_through_discriminator(kind):
+    torch.manual_seed(0)
+    gen = MelGANGenerator(MelGANGeneratorConfig.tiny(upsample_factors=[4, 4]))
+    disc = build_discriminator(kind, size="tiny")
+    fake = gen(torch.randn(2, 80, 20))
+    out = disc(fake)
+    loss = hinge_generator_loss(out.logits) + feature_matching_loss(disc(torch.randn_like(fake)).features, out.features)
+    loss.backward()
+    for name, p in gen.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_one_optimiser_step_lowers_generator_and_discriminator_losses():
+    """On a fixed batch, one Adam step of D lowers L_D and one step of G lowers L_G (each with the other fixed)."""
+    torch.manual_seed(0)
+    gen = MelGANGenerator(MelGANGeneratorConfig.tiny(upsample_factors=[4, 4]))
+    disc = build_discriminator("msd", size="tiny")
+    opt_g = torch.optim.Adam(gen.parameters(), lr=1e-4, betas=(0.5, 0.9))
+    opt_d = torch.optim.Adam(disc.parameters(), lr=1e-4, betas=(0.5, 0.9))
+    cond = torch.randn(2, 80, 32)
+    real = 0.5 * torch.sin(torch.linspace(0, 200, 512)).expand(2, 1, 512).contiguous()
+
+    def d_loss():
+        with torch.no_grad():
+            fake = gen(cond)
+        return hinge_discriminator_loss(disc(real).logits, disc(fake).logits)
+
+    def g_loss():
+        fake = gen(cond)
+        real_out, fake_out = disc(real), disc(fake)
+        return (
+            hinge_generator_loss(fake_out.logits)
+            + 10 * feature_matching_loss(real_out.features, fake_out.features)
+            + multi_resolution_stft_loss(fake, real, resolutions=[(128, 32, 128), (256, 64, 256)]).total
+        )
+
+    before = d_loss()
+    opt_d.zero_grad()
+    before.backward()
+    opt_d.step()
+    assert d_loss().item() < before.item()
+
+    before = g_loss()
+    opt_g.zero_grad()
+    before.backward()
+    opt_g.step()
+    assert g_loss().item() < before.item()
