@@ -122,7 +122,7 @@ if numba is not None:
     _A9, _A11, _A13 = np.float32(-8.60467152213735e-11), np.float32(2.00018790482477e-13), np.float32(-2.76076847742355e-16)
     _B0, _B2, _B4, _B6 = np.float32(4.89352518554385e-03), np.float32(2.26843463243900e-03), np.float32(1.18534705686654e-04), np.float32(1.19825839466702e-06)
 
-    @numba.njit(inline="always", fastmath=_FASTMATH)
+    @numba.njit(inline="always", fastmath=_FASTMATH, error_model="numpy")
     def _tanh(x):
         x = min(max(x, -_TANH_CLAMP), _TANH_CLAMP)
         x2 = x * x
@@ -166,7 +166,16 @@ if numba is not None:
                     return k
         return last
 
-    @numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
+    @numba.njit(inline="always", fastmath=_FASTMATH, error_model="numpy")
+    def _gate(h_f, h_g, b_f, b_g, c_f, c_g, z):
+        """z = tanh(a_f) * sigmoid(a_g) with a = h + b + c; sigmoid(a) = (1 + tanh(a/2)) / 2. 1-D rows so it vectorises."""
+        for c in range(z.shape[0]):
+            a_f = h_f[c] + b_f[c] + c_f[c]
+            a_g = h_g[c] + b_g[c] + c_g[c]
+            z[c] = _tanh(a_f) * (_HALF + _HALF * _tanh(_HALF * a_g))
+
+    # error_model="numpy": no zero-division checks, which would stop the loops from vectorising
+    @numba.njit(nogil=True, cache=True, fastmath=_FASTMATH, error_model="numpy")
     def _run(
         n_steps, t0, teacher, inputs_cls, inputs_f, first_cls, first_f,
         is_mulaw, embedding, w_in, b_in, w_dil, b_dil, w_out, b_out, w_h1, b_h1, w_h2, b_h2,
@@ -183,6 +192,7 @@ if numba is not None:
         n_out = w_h2.shape[1]
         batch = queue.shape[1]
         x = np.empty((batch, n_res), np.float32)
+        xin = np.empty((batch, kernel_size * n_res), np.float32)
         h = np.empty((batch, n_gate), np.float32)
         z = np.empty((batch, n_half), np.float32)
         o = np.empty((batch, n_rs), np.float32)
@@ -210,62 +220,45 @@ if numba is not None:
                     skip[b, i] = 0.0
             ct = n if cond_per_step else 0
             for l in range(n_layers):
-                # h = b + V c + sum_j W_j x_{t - (K-1-j) d}: dilated causal conv plus conditioning
-                for b in range(batch):
-                    for g in range(n_gate):
-                        h[b, g] = b_dil[l, g] + cond_terms[ct, l, b, g]
+                # h = W [x_{t-(K-1)d} .. x_{t-d}, x_t] + b + V c: the dilated causal conv as one GEMM
                 length = q_len[l]
                 for j in range(kernel_size - 1):
                     row = q_off[l] + (t - (kernel_size - 1 - j) * dilations[l]) % length
-                    for i in range(n_res):
-                        wr = j * n_res + i
-                        for b in range(batch):
-                            v = queue[row, b, i]
-                            for g in range(n_gate):
-                                h[b, g] += v * w_dil[l, wr, g]
-                for i in range(n_res):
-                    wr = (kernel_size - 1) * n_res + i
                     for b in range(batch):
-                        v = x[b, i]
-                        for g in range(n_gate):
-                            h[b, g] += v * w_dil[l, wr, g]
+                        for i in range(n_res):
+                            xin[b, j * n_res + i] = queue[row, b, i]
+                for b in range(batch):
+                    for i in range(n_res):
+                        xin[b, (kernel_size - 1) * n_res + i] = x[b, i]
                 if length > 0:
                     row = q_off[l] + t % length
                     for b in range(batch):
                         for i in range(n_res):
                             queue[row, b, i] = x[b, i]
+                np.dot(xin, w_dil[l], h)
                 # z = tanh(h_f) * sigmoid(h_g), sigmoid(a) = (1 + tanh(a/2)) / 2
                 for b in range(batch):
-                    for c in range(n_half):
-                        z[b, c] = _tanh(h[b, c]) * (_HALF + _HALF * _tanh(_HALF * h[b, n_half + c]))
+                    ctb = cond_terms[ct, l, b]
+                    _gate(h[b, :n_half], h[b, n_half:], b_dil[l, :n_half], b_dil[l, n_half:], ctb[:n_half], ctb[n_half:], z[b])
                 # [residual | skip] = W_o z + b_o
-                for b in range(batch):
-                    for k in range(n_rs):
-                        o[b, k] = b_out[l, k]
-                for c in range(n_half):
-                    for b in range(batch):
-                        v = z[b, c]
-                        for k in range(n_rs):
-                            o[b, k] += v * w_out[l, c, k]
+                np.dot(z, w_out[l], o)
                 for b in range(batch):
                     for i in range(n_res):
-                        x[b, i] += o[b, i]
+                        x[b, i] += o[b, i] + b_out[l, i]
                     for i in range(n_skip):
-                        skip[b, i] += o[b, n_res + i]
+                        skip[b, i] += o[b, n_res + i] + b_out[l, n_res + i]
             # head: W2 relu(W1 relu(skip) + b1) + b2
             for b in range(batch):
                 for k in range(n_skip):
-                    hid[b, k] = b_h1[k]
-                for c in range(n_skip):
-                    v = max(skip[b, c], np.float32(0.0))
-                    for k in range(n_skip):
-                        hid[b, k] += v * w_h1[c, k]
+                    skip[b, k] = max(skip[b, k], np.float32(0.0))
+            np.dot(skip, w_h1, hid)
+            for b in range(batch):
+                for k in range(n_skip):
+                    hid[b, k] = max(hid[b, k] + b_h1[k], np.float32(0.0))
+            np.dot(hid, w_h2, y)
+            for b in range(batch):
                 for k in range(n_out):
-                    y[b, k] = b_h2[k]
-                for c in range(n_skip):
-                    v = max(hid[b, c], np.float32(0.0))
-                    for k in range(n_out):
-                        y[b, k] += v * w_h2[c, k]
+                    y[b, k] += b_h2[k]
             if teacher:
                 for b in range(batch):
                     for k in range(n_out):
