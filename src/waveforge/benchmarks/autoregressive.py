@@ -1,4 +1,4 @@
-"""Generation speed of WaveNet and SampleRNN (``waveforge bench autoregressive``).
+"""Generation speed of WaveNet and SampleRNN (``waveforge bench --only wavenet,samplernn``).
 
 FLOPs are counted analytically (multiply-adds x 2 of every matrix product a generated sample
 needs; element-wise activations, sampling and the condition upsampler are not counted), so
@@ -55,8 +55,8 @@ def _naive_wavenet_seconds_per_sample(model: WaveNet, n: int) -> float:
     return (time.perf_counter() - start) / n
 
 
-@register("autoregressive")
-def bench_autoregressive(ctx: BenchContext):
+@register("wavenet")
+def bench_wavenet(ctx: BenchContext):
     torch.manual_seed(0)
     repeats = 2 if ctx.quick else 3
     # ---- WaveNet small: unconditional, mu-law 256, receptive field 8191
@@ -92,7 +92,12 @@ def bench_autoregressive(ctx: BenchContext):
     mel32 = torch.randn(32, 80, frames32)
     t = time_median(lambda: paper.generate(cond=mel32, backend="fast"), repeats=repeats)
     yield _figure("wavenet-paper/generate-b32", 32 * frames32 * 256, t, flops, backend="numba")
-    del small, paper
+
+
+@register("samplernn")
+def bench_samplernn(ctx: BenchContext):
+    torch.manual_seed(0)
+    repeats = 2 if ctx.quick else 3
     # ---- SampleRNN paper size (2-layer GRU 1024 in both frame tiers): PyTorch eager
     srnn = SampleRNN(SampleRNNConfig.paper()).eval()
     flops = samplernn_flops_per_sample(srnn.config)

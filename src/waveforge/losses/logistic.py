@@ -42,7 +42,7 @@ def discretized_mix_logistic_log_prob(params: torch.Tensor, x: torch.Tensor, n_m
     # where the bin mass underflows, use the density at the bin centre times the bin width
     mid_in = inv_s * centered
     log_pdf_mid = mid_in - log_scales - 2.0 * F.softplus(mid_in)
-    log_delta = torch.where(cdf_delta > 1e-5, torch.log(cdf_delta.clamp(min=1e-12)), log_pdf_mid + math.log((n_classes - 1) / 2))
+    log_delta = torch.where(cdf_delta > 1e-5, torch.log(cdf_delta.clamp(min=1e-12)), log_pdf_mid - math.log((n_classes - 1) / 2))  # density x bin width 2/(n-1)
     log_probs = torch.where(x < -0.999, log_cdf_plus, torch.where(x > 0.999, log_one_minus_cdf_min, log_delta))
     return torch.logsumexp(log_probs + F.log_softmax(logit_probs, dim=1), dim=1)
 
