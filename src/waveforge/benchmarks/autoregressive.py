@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from waveforge.bench import BenchContext, register, time_median
+from waveforge.bench import BenchContext, gemm_peak_gflops, register, time_median
 from waveforge.models.samplernn import SampleRNN, SampleRNNConfig
 from waveforge.models.wavenet import WaveNet, WaveNetConfig
 
@@ -35,10 +35,16 @@ def samplernn_flops_per_sample(c: SampleRNNConfig) -> float:
 
 
 def _figure(name: str, n_samples: int, seconds: float, flops_per_sample: float, **extra) -> dict:
+    """One figure, with the GEMM peak re-measured right after it: on a shared machine the run-wide peak
+    can be minutes old, so ``local_efficiency`` compares like with like."""
+    gflops = n_samples * flops_per_sample / seconds / 1e9
+    local_peak = gemm_peak_gflops(n=1024, repeats=3)
     return {
         "name": name,
         "samples_per_s": round(n_samples / seconds, 1),
-        "gflops": n_samples * flops_per_sample / seconds / 1e9,
+        "gflops": gflops,
+        "local_gemm_peak_gflops": round(local_peak, 1),
+        "local_efficiency": round(gflops / local_peak, 3),
         **extra,
     }
 

@@ -38,6 +38,12 @@ except Exception as e:  # pragma: no cover - depends on the environment
     numba = None
     _IMPORT_ERROR = f"numba could not be imported ({type(e).__name__}: {e})"
 
+try:  # to keep the BLAS that numba calls (scipy's OpenBLAS) single-threaded; we thread over the batch
+    import scipy.linalg.cython_blas  # noqa: F401  (load it now, so that threadpoolctl can see it)
+    from threadpoolctl import threadpool_limits
+except ImportError:  # pragma: no cover
+    threadpool_limits = None
+
 BLOCK = 2048  # samples per compiled call: bounds the precomputed conditioning block (N, L, B, G)
 
 
@@ -341,6 +347,9 @@ def _drive(model, n_steps, teacher_inputs, cond, global_id, temperature, top_p, 
         in_cls = flat.numpy().astype(np.int64) if packed.is_mulaw else np.zeros((n_steps, batch), np.int64)
         in_f = flat.numpy().astype(np.float32) if not packed.is_mulaw else np.zeros((n_steps, batch), np.float32)
     pool = ThreadPoolExecutor(len(streams)) if len(streams) > 1 else None
+    # A multi-threaded BLAS inside every small product spins and waits on its helper threads:
+    # on a busy machine each wait can cost a scheduler tick, thousands of times per second.
+    blas_limit = threadpool_limits(limits=1, user_api="blas") if threadpool_limits is not None else None
     try:
         blocks = range(0, n_steps, BLOCK)
         for lo in _progress_blocks(blocks, n_steps, show_progress, _progress):
@@ -376,6 +385,8 @@ def _drive(model, n_steps, teacher_inputs, cond, global_id, temperature, top_p, 
     finally:
         if pool is not None:
             pool.shutdown()
+        if blas_limit is not None:
+            blas_limit.restore_original_limits()
     if teacher:
         return torch.from_numpy(logits).permute(1, 2, 0).contiguous()  # (B, O, N)
     return torch.from_numpy(out_cls.T.copy() if packed.is_mulaw else out_f.T.copy())  # (B, N)
