@@ -17,6 +17,7 @@ the upsampled condition at ``t`` belongs to that predicted sample. To train on `
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass
 
 import torch
@@ -305,6 +306,13 @@ class WaveNet(nn.Module):
                 return fast.generate(self, n_samples, cond, global_id, temperature, top_p, batch_size, progress, generator)
             if backend == "fast":
                 raise RuntimeError(f"the fast WaveNet kernel is unavailable: {fast.unavailable_reason()}")
+            if self.head_out.weight.device.type == "cpu":
+                warnings.warn(
+                    f"WaveNet: the fused generation loop is unavailable ({fast.unavailable_reason()}); "
+                    "using the PyTorch reference loop, which is ~50x slower",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
         cache = self.new_cache(batch_size, cond, global_id)
         x = self.silence.to(self.head_out.weight.device).expand(batch_size).clone()
         samples = []
