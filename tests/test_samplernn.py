@@ -24,8 +24,13 @@ def _teacher_forced_steps(model: SampleRNN, targets: torch.Tensor, cond=None) ->
     return torch.stack(logits, dim=-1)  # (B, 256, T)
 
 
+@pytest.mark.parametrize("fast", [False, True], ids=["reference", "fast"])
 @pytest.mark.parametrize("conditioned", [False, True], ids=["unconditional", "local-cond"])
-def test_generation_with_ground_truth_reproduces_training_pass(conditioned):
+def test_generation_with_ground_truth_reproduces_training_pass(conditioned, fast):
+    from waveforge.kernels import samplernn as kernel
+
+    if fast and not kernel.available():
+        pytest.skip(kernel.unavailable_reason())
     model = _model(cond_channels=5 if conditioned else 0)
     fs1 = model.config.top_frame_size
     torch.manual_seed(1)
@@ -34,7 +39,7 @@ def test_generation_with_ground_truth_reproduces_training_pass(conditioned):
     samples = torch.cat([torch.full((2, fs1), model.silence), targets], dim=1)
     with torch.no_grad():
         full = model(samples, cond=cond).logits
-        stepped = _teacher_forced_steps(model, targets, cond)
+        stepped = kernel.teacher_forced(model, targets, cond) if fast else _teacher_forced_steps(model, targets, cond)
     assert full.shape == stepped.shape == (2, 256, 256)
     assert (full - stepped).abs().max().item() <= 1e-4
 
@@ -73,8 +78,9 @@ def test_one_step_lowers_loss_and_gradients_reach_conditioning():
 
 def test_generate_shapes_and_validation():
     model = _model(cond_channels=5)
-    audio = model.generate(cond=torch.randn(3, 5, 2), top_p=0.9, temperature=0.8)
-    assert audio.shape == (3, 1, 64) and audio.abs().max() <= 1.0
+    for backend in ("reference", "fast"):
+        audio = model.generate(cond=torch.randn(3, 5, 2), top_p=0.9, temperature=0.8, backend=backend)
+        assert audio.shape == (3, 1, 64) and audio.abs().max() <= 1.0
     with pytest.raises(ValueError, match="multiple of 16"):
         model(torch.zeros(1, 16 + 10, dtype=torch.long))
     with pytest.raises(ValueError, match="multiple of frame_size"):

@@ -104,19 +104,22 @@ def bench_wavenet(ctx: BenchContext):
 def bench_samplernn(ctx: BenchContext):
     torch.manual_seed(0)
     repeats = 2 if ctx.quick else 3
-    # ---- SampleRNN paper size (2-layer GRU 1024 in both frame tiers): PyTorch eager
+    # ---- SampleRNN paper size (2-layer GRU 1024 in both frame tiers)
     srnn = SampleRNN(SampleRNNConfig.paper()).eval()
     flops = samplernn_flops_per_sample(srnn.config)
     weight_mb = sum(p.numel() for p in srnn.parameters()) * 4 / 1e6
     n = 256 if ctx.quick else 1024
-    t = time_median(lambda: srnn.generate(n), repeats=repeats)
+    t = time_median(lambda: srnn.generate(n, backend="fast"), repeats=repeats)
     # every FS2 = 4 samples the middle GRU reads its weights (and every 16 the top GRU): bytes per sample
     c = srnn.config
     gru_bytes = c.rnn_layers * 3 * 2 * c.mid_hidden**2 * 4
     bytes_per_sample = gru_bytes / c.frame_size + gru_bytes / c.top_frame_size
     yield _figure("samplernn-paper/generate-b1", n, t, flops, weights_mb=round(weight_mb, 1),
-                  weight_gb_per_s=round(n * bytes_per_sample / t / 1e9, 2), backend="pytorch-eager")
+                  weight_gb_per_s=round(n * bytes_per_sample / t / 1e9, 2), backend="numba")
+    n_ref = 64 if ctx.quick else 256
+    t_ref = time_median(lambda: srnn.generate(n_ref, backend="reference"), repeats=1)
+    yield _figure("samplernn-paper/reference-b1", n_ref, t_ref, flops, backend="pytorch-eager")
     n = 128 if ctx.quick else 512
-    t = time_median(lambda: srnn.generate(n, batch_size=32), repeats=repeats)
+    t = time_median(lambda: srnn.generate(n, batch_size=32, backend="fast"), repeats=repeats)
     yield _figure("samplernn-paper/generate-b32", 32 * n, t, flops, weights_mb=round(weight_mb, 1),
-                  weight_gb_per_s=round(n * bytes_per_sample / t / 1e9, 2), backend="pytorch-eager")
+                  weight_gb_per_s=round(n * bytes_per_sample / t / 1e9, 2), backend="numba")

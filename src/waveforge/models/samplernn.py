@@ -15,6 +15,7 @@ Local conditioning ``cond (B, C, F)`` is upsampled by the shared
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 
 import torch
@@ -217,12 +218,29 @@ class SampleRNN(nn.Module):
         batch_size: int = 1,
         progress: bool = False,
         generator: torch.Generator | None = None,
+        backend: str = "auto",
     ) -> torch.Tensor:
-        """Sample ``(B, 1, n_samples)`` audio in [-1, 1]; with ``cond (B, C, F)``, ``n_samples = F * hop``."""
+        """Sample ``(B, 1, n_samples)`` audio in [-1, 1]; with ``cond (B, C, F)``, ``n_samples = F * hop``.
+
+        ``backend``: ``"fast"`` (the fused numba loop in :mod:`waveforge.kernels.samplernn`),
+        ``"reference"`` (the PyTorch :meth:`step` loop) or ``"auto"`` (fast when available, on CPU).
+        """
         if cond is not None:
             n_samples = cond.shape[-1] * self.config.hop_length
+            batch_size = cond.shape[0]
         if not n_samples or n_samples < 1:
             raise ValueError("n_samples (or cond) is required")
+        if backend not in ("auto", "fast", "reference"):
+            raise ValueError(f"backend must be 'auto', 'fast' or 'reference', got {backend!r}")
+        if backend != "reference" and self.top_h0.device.type == "cpu":
+            from waveforge.kernels import samplernn as fast
+
+            if fast.available():
+                classes = fast.generate(self, n_samples, cond, temperature, top_p, batch_size, generator)
+                return mu_law_decode(classes, self.config.mu_law_bits)[:, None, :]
+            if backend == "fast":
+                raise RuntimeError(f"the fast SampleRNN kernel is unavailable: {fast.unavailable_reason()}")
+            warnings.warn(f"SampleRNN: the fused loop is unavailable ({fast.unavailable_reason()}); using the PyTorch loop", RuntimeWarning, stacklevel=2)
         state = self.new_state(batch_size, cond, n_samples)
         out = []
         for _ in _progress(range(n_samples), progress):
