@@ -29,6 +29,7 @@ if _wn.numba is not None:
     numba = _wn.numba
     _tanh = _wn._tanh
     _pick = _wn._pick
+    _matmul = _wn._matmul
     _HALF = _wn._HALF
     _FM = _wn._FASTMATH
 
@@ -47,8 +48,8 @@ if _wn.numba is not None:
         n_layers, batch, n_hidden = h.shape
         inp = x
         for layer in range(n_layers):
-            np.dot(inp, w_ih[layer], gi)
-            np.dot(h[layer], w_hh[layer], gh)
+            _matmul(inp, w_ih[layer], gi)
+            _matmul(h[layer], w_hh[layer], gh)
             for b in range(batch):
                 for k in range(3 * n_hidden):
                     gi[b, k] += b_ih[layer, k]
@@ -96,14 +97,14 @@ if _wn.numba is not None:
                 for b in range(batch):
                     for i in range(fs1):
                         frame_top[b, i] = dequant[history[b, i]]
-                np.dot(frame_top, w_top_in, x_top)
+                _matmul(frame_top, w_top_in, x_top)
                 for b in range(batch):
                     for k in range(n_top):
                         x_top[b, k] += b_top_in[k]
                         if has_cond:
                             x_top[b, k] += cond_frames[b, k, t // fs1]
                 out = _gru_stack(x_top, h_top, w_top_ih, w_top_hh, b_top_ih, b_top_hh, gi_top, gh_top)
-                np.dot(out, w_top_up, up_top)
+                _matmul(out, w_top_up, up_top)
                 for b in range(batch):
                     for k in range(r1 * n_mid):
                         top_vec[b, k] = up_top[b, k] + b_top_up[k]
@@ -112,12 +113,12 @@ if _wn.numba is not None:
                 for b in range(batch):
                     for i in range(fs2):
                         frame_mid[b, i] = dequant[history[b, fs1 - fs2 + i]]
-                np.dot(frame_mid, w_mid_in, x_mid)
+                _matmul(frame_mid, w_mid_in, x_mid)
                 for b in range(batch):
                     for k in range(n_mid):
                         x_mid[b, k] += b_mid_in[k] + top_vec[b, j * n_mid + k]
                 out = _gru_stack(x_mid, h_mid, w_mid_ih, w_mid_hh, b_mid_ih, b_mid_hh, gi_mid, gh_mid)
-                np.dot(out, w_mid_up, up_mid)
+                _matmul(out, w_mid_up, up_mid)
                 for b in range(batch):
                     for k in range(fs2 * dim):
                         mid_vec[b, k] = up_mid[b, k] + b_mid_up[k]
@@ -128,19 +129,19 @@ if _wn.numba is not None:
                     cls = history[b, fs1 - fs2 + i]
                     for k in range(emb_dim):
                         emb[b, i * emb_dim + k] = embedding[cls, k]
-            np.dot(emb, w_mlp_in, a)
+            _matmul(emb, w_mlp_in, a)
             for b in range(batch):
                 for k in range(dim):
                     a[b, k] = max(a[b, k] + mid_vec[b, j * dim + k], np.float32(0.0))
-            np.dot(a, w1, c)
+            _matmul(a, w1, c)
             for b in range(batch):
                 for k in range(dim):
                     c[b, k] = max(c[b, k] + b1[k], np.float32(0.0))
-            np.dot(c, w2, a)
+            _matmul(c, w2, a)
             for b in range(batch):
                 for k in range(dim):
                     a[b, k] = max(a[b, k] + b2[k], np.float32(0.0))
-            np.dot(a, w3, logits)
+            _matmul(a, w3, logits)
             for b in range(batch):
                 for k in range(n_cls):
                     logits[b, k] += b3[k]

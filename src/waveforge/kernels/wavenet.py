@@ -136,6 +136,14 @@ if numba is not None:
         q = ((_B6 * x2 + _B4) * x2 + _B2) * x2 + _B0
         return p / q
 
+    @numba.njit(nogil=True, inline="always")
+    def _matmul(x, w, out):
+        """``out = x @ w``; a single row goes through BLAS gemv (gemm with one row would pack all of ``w``)."""
+        if x.shape[0] == 1:
+            np.dot(x[0], w, out[0])
+        else:
+            np.dot(x, w, out)
+
     @numba.njit(nogil=True, cache=True)
     def _pick(weights, n, u, temperature, top_p, order_buf):
         """Index drawn from unnormalised logits ``weights[:n]`` with uniform ``u``; temperature, top-p."""
@@ -241,13 +249,13 @@ if numba is not None:
                     for b in range(batch):
                         for i in range(n_res):
                             queue[row, b, i] = x[b, i]
-                np.dot(xin, w_dil[l], h)
+                _matmul(xin, w_dil[l], h)
                 # z = tanh(h_f) * sigmoid(h_g), sigmoid(a) = (1 + tanh(a/2)) / 2
                 for b in range(batch):
                     ctb = cond_terms[ct, l, b]
                     _gate(h[b, :n_half], h[b, n_half:], b_dil[l, :n_half], b_dil[l, n_half:], ctb[:n_half], ctb[n_half:], z[b])
                 # [residual | skip] = W_o z + b_o
-                np.dot(z, w_out[l], o)
+                _matmul(z, w_out[l], o)
                 for b in range(batch):
                     for i in range(n_res):
                         x[b, i] += o[b, i] + b_out[l, i]
@@ -257,11 +265,11 @@ if numba is not None:
             for b in range(batch):
                 for k in range(n_skip):
                     skip[b, k] = max(skip[b, k], np.float32(0.0))
-            np.dot(skip, w_h1, hid)
+            _matmul(skip, w_h1, hid)
             for b in range(batch):
                 for k in range(n_skip):
                     hid[b, k] = max(hid[b, k] + b_h1[k], np.float32(0.0))
-            np.dot(hid, w_h2, y)
+            _matmul(hid, w_h2, y)
             for b in range(batch):
                 for k in range(n_out):
                     y[b, k] += b_h2[k]
