@@ -5,36 +5,33 @@ from __future__ import annotations
 import torch
 
 from waveforge.audio.mel import MelConfig, MelSpectrogram, stft_magnitude
-
-#: (n_fft, hop, win) of the multi-resolution STFT distance, as in Parallel WaveGAN's loss
-MR_STFT_RESOLUTIONS = ((512, 128, 512), (1024, 256, 1024), (2048, 512, 2048))
-
+from waveforge.losses import stft as stft_losses
 
 def _aligned(reference: torch.Tensor, generated: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     n = min(reference.shape[-1], generated.shape[-1])
     return reference[..., :n].float(), generated[..., :n].float()
 
 
-def mr_stft_distance(reference: torch.Tensor, generated: torch.Tensor, resolutions=MR_STFT_RESOLUTIONS) -> float:
-    """Mean over resolutions of spectral convergence + mean |log magnitude difference| (lower is better)."""
+def mr_stft_distance(reference: torch.Tensor, generated: torch.Tensor) -> float:
+    """The multi-resolution STFT loss (spectral convergence + log magnitude, three resolutions) as a
+    distance between two signals (lower is better)."""
     reference, generated = _aligned(reference, generated)
-    total = 0.0
-    for n_fft, hop, win in resolutions:
-        window = torch.hann_window(win)
-        ref = stft_magnitude(reference, n_fft, hop, win, window)
-        gen = stft_magnitude(generated, n_fft, hop, win, window)
-        sc = torch.linalg.norm(ref - gen) / torch.linalg.norm(ref).clamp(min=1e-7)
-        mag = (torch.log(ref.clamp(min=1e-7)) - torch.log(gen.clamp(min=1e-7))).abs().mean()
-        total += float(sc + mag)
-    return total / len(resolutions)
+    return float(stft_losses.mr_stft_distance(generated.reshape(1, 1, -1), reference.reshape(1, 1, -1))[0])
 
 
-def log_spectral_distance(reference: torch.Tensor, generated: torch.Tensor, n_fft: int = 2048, hop: int = 512) -> float:
-    """RMS over frequency of the dB power difference, averaged over frames (dB, lower is better)."""
+def log_spectral_distance(reference: torch.Tensor, generated: torch.Tensor, n_fft: int = 2048, hop: int = 512, floor_db: float = -80.0) -> float:
+    """RMS over frequency of the dB power difference, averaged over frames (dB, lower is better).
+
+    Power is in dB relative to a full-scale sine (0 dBFS) and floored at ``floor_db`` (80 dB of
+    dynamic range, as in ``librosa.power_to_db(top_db=80)``), so digital silence in one signal and
+    inaudible noise in the other do not dominate the figure.
+    """
     reference, generated = _aligned(reference, generated)
     window = torch.hann_window(n_fft)
-    ref = stft_magnitude(reference, n_fft, hop, n_fft, window).square().clamp(min=1e-10)
-    gen = stft_magnitude(generated, n_fft, hop, n_fft, window).square().clamp(min=1e-10)
+    full_scale = window.sum() / 2  # STFT magnitude of a full-scale sine at a bin centre
+    floor = 10 ** (floor_db / 10)
+    ref = (stft_magnitude(reference, n_fft, hop, n_fft, window) / full_scale).square().clamp(min=floor)
+    gen = (stft_magnitude(generated, n_fft, hop, n_fft, window) / full_scale).square().clamp(min=floor)
     diff_db = 10 * (torch.log10(ref) - torch.log10(gen))
     return float(diff_db.square().mean(dim=-2).sqrt().mean())
 
