@@ -7,3 +7,5 @@ from waveforge.models.melgan import (
     MultiPeriodDiscriminator,
     MultiScaleDiscriminator,
 )
+from waveforge.models.samplernn import SampleRNN, SampleRNNConfig
+from waveforge.models.wavenet import WaveNet, WaveNetConfig

@@ -1,0 +1,189 @@
+"""Autoregressive training: WaveNet (teacher forcing) and SampleRNN (truncated BPTT).
+
+Both minimise the negative log-likelihood of the next sample, logged in nats per sample
+(``train/nll``, ``val/nll``). Batches are ``{"audio": (B, 1, T), "cond": (B, C, T // hop)}``
+(``cond`` absent when unconditional).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+
+from waveforge.audio.mulaw import mu_law_encode
+from waveforge.inference.modelfile import ModelFile
+from waveforge.models.samplernn import SampleRNN, SampleRNNConfig
+from waveforge.models.wavenet import WaveNet, WaveNetConfig
+from waveforge.tasks.base import WaveformTask
+
+
+class WaveNetTask(WaveformTask):
+    """Teacher-forced WaveNet training.
+
+    Args:
+        preset: ``"small"``, ``"paper"`` or ``"tiny"`` (:class:`WaveNetConfig` presets).
+        overrides: fields of :class:`WaveNetConfig` to change (e.g. ``{"output": "logistic"}``);
+            ``cond_channels`` and ``hop_length`` always come from the data's feature.
+        lr, betas, weight_decay: Adam; ``lr_decay`` multiplies the rate every 1000 steps.
+        sample_temperature: temperature of the validation audio examples.
+    """
+
+    family = "wavenet"
+
+    def __init__(
+        self,
+        sample_rate: int = 22050,
+        feature: dict | None = None,
+        preset: Literal["tiny", "small", "paper"] = "small",
+        overrides: dict | None = None,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        weight_decay: float = 0.0,
+        lr_decay: float = 1.0,
+        sample_temperature: float = 1.0,
+    ):
+        super().__init__(sample_rate, feature)
+        self.save_hyperparameters()
+        fields = dict(overrides or {})
+        fields["cond_channels"] = self.cond_channels
+        if self.hop_length is not None:
+            fields["hop_length"] = self.hop_length
+        self.model = WaveNet(getattr(WaveNetConfig, preset)(**fields))
+
+    def _nll(self, batch: dict) -> torch.Tensor:
+        audio, cond = batch["audio"], batch.get("cond")  # (B, 1, T), (B, C, T // hop)
+        if self.model.config.output == "mulaw":
+            targets = mu_law_encode(audio[:, 0], self.model.config.mu_law_bits)  # (B, T)
+        else:
+            targets = audio
+        out = self.model(self.model.shift_right(targets), cond)
+        return self.model.loss(out, targets)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self._nll(batch)
+        self.log("train/nll", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self.log("val/nll", self._nll(batch), prog_bar=True, sync_dist=True)
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        opt = torch.optim.Adam(self.model.parameters(), lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
+        if hp.lr_decay == 1.0:
+            return opt
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1000, gamma=hp.lr_decay)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    @torch.no_grad()
+    def synthesize(self, cond: torch.Tensor | None, n_samples: int) -> torch.Tensor:
+        global_id = None
+        if self.model.config.n_global:
+            global_id = torch.zeros(1 if cond is None else cond.shape[0], dtype=torch.long)
+        return self.model.generate(n_samples, cond, global_id, temperature=self.hparams.sample_temperature)
+
+    def model_file(self) -> ModelFile:
+        return ModelFile(
+            family=self.family,
+            model_config=self.model.config.to_dict(),
+            feature=self.feature,
+            sample_rate=self.sample_rate,
+            state_dict=self.model.state_dict(),
+            extra={"global_step": int(self.global_step), "receptive_field": self.model.config.receptive_field},
+        )
+
+
+class SampleRNNTask(WaveformTask):
+    """SampleRNN with truncated backpropagation through time.
+
+    Each training segment is cut into subsequences of ``tbptt_length`` samples; the hidden state
+    is carried from one to the next and detached, and each subsequence takes one optimiser step
+    (manual optimisation), as in the paper.
+
+    Args:
+        preset: ``"paper"`` or ``"tiny"``; ``overrides``: fields of :class:`SampleRNNConfig`.
+        tbptt_length: samples per subsequence, a multiple of the top frame size (and of the hop
+            when conditioned); 512 in the paper's setup of 8-second sequences at 16 kHz.
+        lr, gradient_clip: Adam learning rate and the gradient-norm clip (1.0 in the paper).
+    """
+
+    family = "samplernn"
+
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        feature: dict | None = None,
+        preset: Literal["tiny", "paper"] = "paper",
+        overrides: dict | None = None,
+        tbptt_length: int = 512,
+        lr: float = 1e-3,
+        gradient_clip: float = 1.0,
+        sample_temperature: float = 1.0,
+    ):
+        super().__init__(sample_rate, feature)
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        fields = dict(overrides or {})
+        fields["cond_channels"] = self.cond_channels
+        if self.hop_length is not None:
+            fields["hop_length"] = self.hop_length
+        self.model = SampleRNN(getattr(SampleRNNConfig, preset)(**fields))
+        c = self.model.config
+        multiple = c.hop_length if c.cond_channels else c.top_frame_size
+        if tbptt_length <= 0 or tbptt_length % multiple:
+            raise ValueError(f"tbptt_length ({tbptt_length}) must be a positive multiple of {multiple}")
+
+    def _subsequences(self, batch: dict):
+        """Yield ``(samples (B, FS1 + L), targets (B, L), cond slice)`` over the segment, in order."""
+        c = self.model.config
+        classes = mu_law_encode(batch["audio"][:, 0], c.mu_law_bits)  # (B, T)
+        cond = batch.get("cond")
+        length = self.hparams.tbptt_length
+        if classes.shape[-1] % length:
+            raise ValueError(f"segment length {classes.shape[-1]} is not a multiple of tbptt_length {length}")
+        context = torch.full((classes.shape[0], c.top_frame_size), self.model.silence, dtype=torch.long, device=classes.device)
+        padded = torch.cat([context, classes], dim=1)
+        for lo in range(0, classes.shape[-1], length):
+            cond_slice = None if cond is None else cond[:, :, lo // c.hop_length : (lo + length) // c.hop_length]
+            yield padded[:, lo : lo + c.top_frame_size + length], classes[:, lo : lo + length], cond_slice
+
+    def training_step(self, batch: dict, batch_idx: int) -> None:
+        opt = self.optimizers()
+        hidden = None
+        losses = []
+        for samples, targets, cond in self._subsequences(batch):
+            out = self.model(samples, hidden, cond)
+            loss = self.model.loss(out.logits, targets)
+            opt.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+            self.clip_gradients(opt, gradient_clip_val=self.hparams.gradient_clip, gradient_clip_algorithm="norm")
+            opt.step()
+            hidden = tuple(h.detach() for h in out.hidden)  # truncated BPTT: carry the state, not the graph
+            losses.append(loss.detach())
+        self.log("train/nll", torch.stack(losses).mean(), prog_bar=True)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        hidden, losses = None, []
+        for samples, targets, cond in self._subsequences(batch):
+            out = self.model(samples, hidden, cond)
+            hidden = out.hidden
+            losses.append(self.model.loss(out.logits, targets))
+        self.log("val/nll", torch.stack(losses).mean(), prog_bar=True, sync_dist=True)
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.model.parameters(), lr=self.hparams.lr)
+
+    @torch.no_grad()
+    def synthesize(self, cond: torch.Tensor | None, n_samples: int) -> torch.Tensor:
+        return self.model.generate(n_samples, cond, temperature=self.hparams.sample_temperature)
+
+    def model_file(self) -> ModelFile:
+        return ModelFile(
+            family=self.family,
+            model_config=self.model.config.to_dict(),
+            feature=self.feature,
+            sample_rate=self.sample_rate,
+            state_dict=self.model.state_dict(),
+            extra={"global_step": int(self.global_step)},
+        )
