@@ -1,4 +1,4 @@
-"""waveforge.models"""
+"""The model families: plain nn.Modules with one config dataclass each (no Lightning, no I/O)."""
 
 from waveforge.models.diffwave import DiffWave, DiffWaveCondition, DiffWaveConfig
 from waveforge.models.melgan import (
@@ -9,3 +9,20 @@ from waveforge.models.melgan import (
 )
 from waveforge.models.samplernn import SampleRNN, SampleRNNConfig
 from waveforge.models.wavenet import WaveNet, WaveNetConfig
+from waveforge.models.waveglow import WaveGlow, WaveGlowConfig
+
+__all__ = [
+    "DiffWave",
+    "DiffWaveCondition",
+    "DiffWaveConfig",
+    "MelGANGenerator",
+    "MelGANGeneratorConfig",
+    "MultiPeriodDiscriminator",
+    "MultiScaleDiscriminator",
+    "SampleRNN",
+    "SampleRNNConfig",
+    "WaveGlow",
+    "WaveGlowConfig",
+    "WaveNet",
+    "WaveNetConfig",
+]
