@@ -82,7 +82,9 @@ class CausalSelfAttention(nn.Module):
             k, v = cache.keys[layer][:, :, : start + n], cache.values[layer][:, :, : start + n]  # (B, H, S + L, hd)
             # new position i (absolute start + i) sees keys 0 .. start + i
             mask = torch.arange(start + n, device=x.device)[None, :] <= (start + torch.arange(n, device=x.device))[:, None]
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            # plain matmuls: for a few query positions the fused CPU kernel costs more in thread start-up than it saves
+            scores = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)  # (B, H, L, S + L)
+            y = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1) @ v  # (B, H, L, hd)
         y = y.transpose(1, 2).reshape(b, n, w)  # (B, L, W)
         return self.dropout(self.proj(y))
 
@@ -95,7 +97,7 @@ class TransformerBlock(nn.Module):
         self.norm_attn = nn.LayerNorm(width)
         self.attn = CausalSelfAttention(width, heads, dropout)
         self.norm_mlp = nn.LayerNorm(width)
-        self.mlp = nn.Sequential(nn.Linear(width, mlp_ratio * width), nn.GELU(), nn.Linear(mlp_ratio * width, width), nn.Dropout(dropout))
+        self.mlp = nn.Sequential(nn.Linear(width, mlp_ratio * width), nn.GELU(approximate="tanh"), nn.Linear(mlp_ratio * width, width), nn.Dropout(dropout))
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
         x = x + self.attn(self.norm_attn(x), cache, layer)
