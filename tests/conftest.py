@@ -10,3 +10,13 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 @pytest.fixture
 def rng():
     return torch.Generator().manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+    """A small MAESTRO-layout corpus at 22.05 kHz (procedural pieces, ~40 s in all), built once."""
+    from waveforge.data.synth import SynthConfig, build_corpus
+
+    root = tmp_path_factory.mktemp("corpus")
+    build_corpus(root, SynthConfig(minutes=0.7, seed=3, sample_rate=22050, use_real=False, min_piece_seconds=5.0, max_piece_seconds=10.0), progress=False)
+    return root

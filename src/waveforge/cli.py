@@ -141,11 +141,12 @@ def _cmd_demo(args) -> int:
 def _cmd_data_synth(args) -> int:
     from waveforge.data.synth import SynthConfig, build_corpus
 
-    build_corpus(
+    pieces = build_corpus(
         args.out,
         SynthConfig(minutes=args.minutes, seed=args.seed, sample_rate=args.sample_rate, soundfont=args.soundfont, use_real=not args.no_real),
         progress=True,
     )
+    print(f"{args.out}: {len(pieces)} pieces, {sum(p.duration for p in pieces) / 60:.1f} min of audio")
     return 0
 
 

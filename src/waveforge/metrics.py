@@ -5,28 +5,18 @@ from __future__ import annotations
 import torch
 
 from waveforge.audio.mel import MelConfig, MelSpectrogram, stft_magnitude
-
-#: (n_fft, hop, win) of the multi-resolution STFT distance, as in Parallel WaveGAN's loss
-MR_STFT_RESOLUTIONS = ((512, 128, 512), (1024, 256, 1024), (2048, 512, 2048))
-
+from waveforge.losses import stft as stft_losses
 
 def _aligned(reference: torch.Tensor, generated: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     n = min(reference.shape[-1], generated.shape[-1])
     return reference[..., :n].float(), generated[..., :n].float()
 
 
-def mr_stft_distance(reference: torch.Tensor, generated: torch.Tensor, resolutions=MR_STFT_RESOLUTIONS) -> float:
-    """Mean over resolutions of spectral convergence + mean |log magnitude difference| (lower is better)."""
+def mr_stft_distance(reference: torch.Tensor, generated: torch.Tensor) -> float:
+    """The multi-resolution STFT loss (spectral convergence + log magnitude, three resolutions) as a
+    distance between two signals (lower is better)."""
     reference, generated = _aligned(reference, generated)
-    total = 0.0
-    for n_fft, hop, win in resolutions:
-        window = torch.hann_window(win)
-        ref = stft_magnitude(reference, n_fft, hop, win, window)
-        gen = stft_magnitude(generated, n_fft, hop, win, window)
-        sc = torch.linalg.norm(ref - gen) / torch.linalg.norm(ref).clamp(min=1e-7)
-        mag = (torch.log(ref.clamp(min=1e-7)) - torch.log(gen.clamp(min=1e-7))).abs().mean()
-        total += float(sc + mag)
-    return total / len(resolutions)
+    return float(stft_losses.mr_stft_distance(generated.reshape(1, 1, -1), reference.reshape(1, 1, -1))[0])
 
 
 def log_spectral_distance(reference: torch.Tensor, generated: torch.Tensor, n_fft: int = 2048, hop: int = 512) -> float:

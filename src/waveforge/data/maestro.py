@@ -52,7 +52,7 @@ def read_metadata_rows(path: Path) -> list[dict]:
     """Rows as dicts of the seven columns, from a CSV, a v3 column-oriented JSON, or a v1/v2 row list."""
     try:
         if path.suffix.lower() == ".csv":
-            with open(path, newline="", encoding="utf-8") as f:
+            with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: CSVs re-saved by spreadsheets start with a BOM
                 reader = csv.DictReader(f)
                 missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
                 if missing:
@@ -67,7 +67,12 @@ def read_metadata_rows(path: Path) -> list[dict]:
         missing = [c for c in COLUMNS if c not in data]
         if missing:
             raise BadInputError(path, f"metadata is missing column(s) {', '.join(missing)}")
-        keys = sorted(data["split"].keys(), key=lambda k: int(k))
+        if not all(isinstance(data[c], dict) for c in COLUMNS):
+            raise BadInputError(path, "metadata JSON columns must map row numbers to values (v3 layout)")
+        try:
+            keys = sorted(data["split"].keys(), key=lambda k: int(k))
+        except ValueError:
+            raise BadInputError(path, "metadata JSON row keys must be row numbers") from None
         return [{c: data[c].get(k) for c in COLUMNS} for k in keys]
     raise BadInputError(path, "metadata JSON is neither column-oriented (v3) nor a list of rows (v1/v2)")
 
@@ -78,10 +83,8 @@ def _inside(root: Path, rel: object, row: int, column: str, meta: Path) -> Path:
     pure = PurePosixPath(rel.replace("\\", "/"))
     if pure.is_absolute() or ".." in pure.parts:
         raise BadInputError(meta, f"row {row}: {column} {rel!r} escapes the dataset root")
-    path = (root / pure).resolve()
-    if not path.is_relative_to(root.resolve()):
-        raise BadInputError(meta, f"row {row}: {column} {rel!r} escapes the dataset root")
-    return path
+    # No resolve(): year folders symlinked to another disk are fine; ".." and absolute paths are not.
+    return root.absolute() / pure
 
 
 class MaestroIndex:

@@ -100,7 +100,7 @@ class WaveformDataModule(L.LightningDataModule):
         segments_per_epoch: training crops per epoch, over all devices together.
         val_pieces: validation / test pieces used (first N of the split; default all).
         val_segments_per_piece: evenly spaced crops per validation / test piece.
-        max_val_segments: cap on validation / test crops in all.
+        max_val_segments: cap on validation / test crops in all (kept crops are spread over the pieces).
         cache_dir: resample cache (default ``<root>/.waveforge-cache``).
         seed: crop seed.
     """

@@ -250,7 +250,8 @@ class SegmentDataset(_SplitDataset):
 class FixedSegmentDataset(_SplitDataset):
     """Deterministic crops for validation and test: ``segments_per_piece`` evenly spaced crops of
     each of the first ``max_pieces`` pieces (the first at the start, the last ending at the piece
-    end, hop-aligned), at most ``max_segments`` in all. Independent of seed and epoch."""
+    end, hop-aligned); if that is more than ``max_segments``, that many of them, evenly spaced over
+    the list. Independent of seed and epoch."""
 
     def __init__(
         self,
@@ -276,7 +277,11 @@ class FixedSegmentDataset(_SplitDataset):
             last_place = max(0, int(self.lengths[piece]) - segment_length) // hop_length
             places = np.unique(np.round(np.linspace(0, last_place, segments_per_piece)).astype(np.int64))
             crops += [(piece, int(p) * hop_length) for p in places]
-        self.crops = crops if max_segments is None else crops[:max_segments]
+        if max_segments is not None and max_segments < len(crops):
+            # Spread the kept crops over all the pieces rather than keeping the first pieces only.
+            keep = np.unique(np.round(np.linspace(0, len(crops) - 1, max(1, max_segments))).astype(np.int64))
+            crops = [crops[i] for i in keep]
+        self.crops = crops
 
     def __len__(self) -> int:
         return len(self.crops)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
@@ -30,7 +28,7 @@ class AudioLogger(L.Callback):
 
     @rank_zero_only
     def on_validation_epoch_end(self, trainer, pl_module):
-        if self._batch is None or trainer.sanity_checking:
+        if self._batch is None or trainer.sanity_checking or self.n_examples <= 0:
             return
         experiment = getattr(trainer.logger, "experiment", None)
         if experiment is None or not hasattr(experiment, "add_audio"):
@@ -78,8 +76,7 @@ def _mel_image(reference: torch.Tensor, generated: torch.Tensor, sample_rate: in
         ax.set_ylabel("mel band")
     axes[-1].set_xlabel("frame")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="raw", dpi=80)
-    width, height = fig.canvas.get_width_height()
+    fig.canvas.draw()
+    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
     plt.close(fig)
-    return np.frombuffer(buf.getvalue(), dtype=np.uint8).reshape(int(height), int(width), -1)[..., :3]
+    return image

@@ -16,8 +16,9 @@ from pathlib import Path
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.strategies import DDPStrategy
 
-from waveforge.data.module import WaveformDataModule
+from waveforge.data.module import SegmentEpochCallback, WaveformDataModule
 from waveforge.features import feature_to_dict
 from waveforge.tasks.base import WaveformTask
 from waveforge.tasks.callbacks import AudioLogger
@@ -46,11 +47,17 @@ class WaveforgeCLI(LightningCLI):
             callbacks.append(
                 ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0, every_n_train_steps=self.config["checkpoint_every"])
             )
+        if not any(isinstance(c, SegmentEpochCallback) for c in callbacks):
+            callbacks.append(SegmentEpochCallback())
         if not any(isinstance(c, AudioLogger) for c in callbacks):
             callbacks.append(AudioLogger(n_examples=self.config["audio_examples"]))
         if kwargs.get("logger", trainer_cfg.get("logger")) and not any(isinstance(c, LearningRateMonitor) for c in callbacks):
             callbacks.append(LearningRateMonitor())
         kwargs["callbacks"] = callbacks
+        if trainer_cfg.get("strategy") == "ddp" and not self.model.automatic_optimization:
+            # GAN tasks take a discriminator and a generator backward pass per batch, each touching
+            # only part of the parameters: DDP must be told to expect unused parameters.
+            kwargs["strategy"] = DDPStrategy(find_unused_parameters=True)
         return super().instantiate_trainer(**kwargs)
 
     def resume_checkpoint(self) -> str | None:

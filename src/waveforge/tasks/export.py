@@ -24,6 +24,8 @@ def load_task(checkpoint: str | os.PathLike, map_location: str = "cpu") -> Wavef
     path = Path(checkpoint)
     if not path.is_file():
         raise BadInputError(path, "no such checkpoint")
+    if not zipfile.is_zipfile(path):  # torch checkpoints are zip archives; never unpickle anything else
+        raise BadInputError(path, "not a Lightning checkpoint (not a torch zip archive)")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=False)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as e:

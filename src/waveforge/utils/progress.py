@@ -11,5 +11,6 @@ T = TypeVar("T")
 
 
 def progress(items: Iterable[T], desc: str, total: int | None = None, unit: str = "it", enabled: bool = True) -> Iterable[T]:
-    """Wrap ``items`` in a tqdm bar on stderr."""
-    return tqdm(items, desc=desc, total=total, unit=unit, disable=not enabled, file=sys.stderr, dynamic_ncols=True, leave=False)
+    """Wrap ``items`` in a tqdm bar on stderr; shown only when stderr is a terminal (``disable=None``),
+    so logs and error output stay clean."""
+    return tqdm(items, desc=desc, total=total, unit=unit, disable=None if enabled else True, file=sys.stderr, dynamic_ncols=True, leave=False)

@@ -1,0 +1,137 @@
+"""The MelGAN slice end to end: fit (LightningCLI) -> resume -> export -> load -> vocode, and the CLI's bad-input paths."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import waveforge
+from waveforge.cli import main as cli_main
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = REPO / "recipes" / "melgan" / "smoke.yaml"
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), str(REPO / "tests"), env.get("PYTHONPATH", "")])
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def _fit(tmp_path, corpus, *extra):
+    cmd = [sys.executable, "-m", "waveforge", "fit", "--config", str(SMOKE), "--data.root", str(corpus), "--trainer.default_root_dir", str(tmp_path / "run"),
+           "--trainer.enable_progress_bar", "false", *extra]
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_corpus):
+    tmp = tmp_path_factory.mktemp("melgan")
+    first = _fit(tmp, tiny_corpus, "--trainer.max_steps", "4")
+    second = _fit(tmp, tiny_corpus, "--trainer.max_steps", "6")
+    ckpt = tmp / "run" / "checkpoints" / "last.ckpt"
+    model = tmp / "model.safetensors"
+    assert cli_main(["export", str(ckpt), "-o", str(model)]) == 0
+    return tmp, ckpt, model, first, second
+
+
+def test_fit_resumes_from_last_checkpoint(trained):
+    tmp, ckpt, _, first, second = trained
+    assert "resuming from" not in first.stdout
+    assert "resuming from" in second.stdout
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    assert state["global_step"] == 6
+    # warm-up (2 batches) counts 1 optimiser step per batch, then 2 per batch: 2 + 2 * 2 = 6 -> 4 batches
+    assert int(state["state_dict"]["generator_steps"]) == 4
+    assert any(p.name.startswith("events.out.tfevents") for p in (tmp / "run").iterdir())
+
+
+def test_tensorboard_has_audio_and_spectrogram_images(trained):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tmp = trained[0]
+    acc = EventAccumulator(str(tmp / "run"), size_guidance={"audio": 0, "images": 0}).Reload()
+    assert any(t.startswith("generated/") for t in acc.Tags()["audio"])
+    assert any(t.startswith("reference/") for t in acc.Tags()["audio"])
+    assert any(t.startswith("mel/") for t in acc.Tags()["images"])
+    scalars = acc.Tags()["scalars"]
+    for name in ("train/mel", "train/adversarial", "train/feature_matching", "train/discriminator", "val/mel_l1"):
+        assert name in scalars, scalars
+
+
+def test_exported_model_loads_and_vocodes(trained, tiny_corpus, tmp_path):
+    _, _, model_path, _, _ = trained
+    synth = waveforge.load(model_path)
+    assert synth.family == "melgan" and synth.sample_rate == 22050
+    wav = sorted(tiny_corpus.glob("*/*.wav"))[0]
+    out = tmp_path / "out"
+    assert cli_main(["vocode", str(model_path), str(wav), "-o", str(out)]) == 0
+    audio = waveforge.audio.load_audio(out / (wav.stem + ".wav"))
+    n_in = waveforge.audio.audio_info(wav).frames
+    assert audio.shape[-1] == n_in // 256 * 256
+    # the .npy mel path gives the same audio as analysing the wav
+    mel = synth.mel(waveforge.audio.load_audio(wav, 22050))
+    np.save(tmp_path / "m.npy", mel[0].numpy())
+    assert cli_main(["vocode", str(model_path), str(tmp_path / "m.npy"), "-o", str(tmp_path / "out2")]) == 0
+    again = waveforge.audio.load_audio(tmp_path / "out2" / "m.wav")
+    assert torch.allclose(audio, again, atol=1e-4)
+
+
+def test_chunked_vocoding_equals_whole_input(trained):
+    synth = waveforge.load(trained[2])
+    torch.manual_seed(0)
+    mel = torch.randn(1, 80, 700) - 4
+    synth.chunk_frames = 10**6
+    whole = synth.synthesize(mel)
+    synth.chunk_frames = 128
+    chunked = synth.synthesize(mel)
+    assert whole.shape == chunked.shape == (1, 1, 700 * 256)
+    # stated tolerance: float32 rounding only (context covers the generator's receptive field)
+    assert (whole - chunked).abs().max() < 1e-5
+
+
+def _run_cli(args, capsys):
+    code = cli_main([str(a) for a in args])
+    err = capsys.readouterr().err.strip().splitlines()
+    return code, err
+
+
+def test_bad_inputs_give_one_line_and_status_2(trained, tiny_corpus, tmp_path, capsys):
+    model = trained[2]
+    out = tmp_path / "out"
+    np.save(tmp_path / "wrong.npy", np.zeros((64, 20), np.float32))
+    code, err = _run_cli(["vocode", model, tmp_path / "wrong.npy", "-o", out], capsys)
+    assert code == 2 and len(err) == 1 and "wrong.npy" in err[0] and "64 bands" in err[0] and "80" in err[0]
+    nan = np.zeros((80, 20), np.float32)
+    nan[3, 4] = np.nan
+    np.save(tmp_path / "nan.npy", nan)
+    code, err = _run_cli(["vocode", model, tmp_path / "nan.npy", "-o", out], capsys)
+    assert code == 2 and len(err) == 1 and "nan.npy" in err[0] and "NaN" in err[0]
+    (tmp_path / "text.wav").write_text("not audio")
+    code, err = _run_cli(["vocode", model, tmp_path / "text.wav", "-o", out], capsys)
+    assert code == 2 and len(err) == 1 and "text.wav" in err[0]
+    midi = sorted(tiny_corpus.glob("*/*.midi"))[0]
+    code, err = _run_cli(["render", model, midi, "-o", tmp_path / "r.wav"], capsys)
+    assert code == 2 and len(err) == 1 and "cannot render MIDI" in err[0]
+    code, err = _run_cli(["export", tiny_corpus / "maestro-v3.0.0.csv", "-o", tmp_path / "x.safetensors"], capsys)
+    assert code == 2 and len(err) == 1 and "not a Lightning checkpoint" in err[0]
+    # nothing half-written anywhere
+    assert not out.exists() or list(out.iterdir()) == []
+    assert not (tmp_path / "r.wav").exists() and not (tmp_path / "x.safetensors").exists()
+
+
+def test_eval_reports_model_and_griffin_lim(trained, tiny_corpus, capsys):
+    code = cli_main(["eval", str(trained[2]), "--data", str(tiny_corpus), "--split", "test", "--seconds", "2"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result["metrics"]) == {"model", "griffin_lim"}
+    for row in result["metrics"].values():
+        assert set(row) >= {"mr_stft", "lsd_db", "mel_l1"} and all(np.isfinite(v) for v in row.values())
