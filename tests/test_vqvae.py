@@ -317,3 +317,25 @@ def test_exported_hierarchy_round_trips(tiny_model_file):
     rebuilt = ADAPTER.build(mf.model_config, mf.state_dict)
     for k, v in model.state_dict().items():
         assert torch.equal(rebuilt.state_dict()[k], v)
+
+
+def test_evaluate_hierarchy_reports_usage_mr_stft_and_prior_bits(tmp_path, tiny_model_file):
+    import pretty_midi
+
+    from waveforge.data.maestro import write_metadata
+    from waveforge.inference.families.vqvae import evaluate_hierarchy
+
+    path, model = tiny_model_file
+    (tmp_path / "2018").mkdir()
+    audio = (0.3 * np.sin(np.arange(2048) * 0.07)).astype(np.float32)
+    sf.write(tmp_path / "2018" / "piece.wav", audio, SR, subtype="FLOAT")
+    pretty_midi.PrettyMIDI().write(str(tmp_path / "2018" / "piece.midi"))
+    write_metadata(tmp_path, [dict(canonical_composer="Synth", canonical_title="piece", split="test", year=2018,
+                                   midi_filename="2018/piece.midi", audio_filename="2018/piece.wav", duration=2048 / SR)])
+    result = evaluate_hierarchy(path, tmp_path, split="test")
+    codes = model.encode(torch.from_numpy(audio).reshape(1, 1, -1))
+    assert result["pieces"] == 1 and len(result["levels"]) == 3
+    for level, row in enumerate(result["levels"]):
+        assert row["codebook_usage"] == pytest.approx(len(torch.unique(codes[level])) / 32)
+        assert row["mr_stft"] > 0 and np.isfinite(row["mr_stft"])
+        assert 0 < row["prior_bits_per_code"] < 20
