@@ -95,6 +95,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_synthesis_options(p)
     p.set_defaults(func=_cmd_sample)
 
+    p = sub.add_parser("encode", help="wav -> hierarchical VQ-VAE codes (.npz)")
+    p.add_argument("model", type=Path)
+    p.add_argument("input", type=Path)
+    p.add_argument("-o", "--output", type=Path, required=True, help="codes file (.npz)")
+    p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
+    p.set_defaults(func=_cmd_encode)
+
+    p = sub.add_parser("decode", help="VQ-VAE codes (.npz) -> wav")
+    p.add_argument("model", type=Path)
+    p.add_argument("codes", type=Path)
+    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("--level", type=int, default=None, help="decode this level's codes (default: the finest in the file)")
+    _add_synthesis_options(p)
+    p.set_defaults(func=_cmd_decode)
+
     p = sub.add_parser("eval", help="metrics on a split, as JSON")
     p.add_argument("model", type=Path)
     p.add_argument("--data", type=Path, required=True)
@@ -192,6 +207,43 @@ def _cmd_sample(args) -> int:
     for out, a in zip(outs, audio):
         save_audio(out, a, synth.sample_rate)
         print(out)
+    return 0
+
+
+def _load_vqvae(path: Path, device: str):
+    import waveforge
+
+    synth = waveforge.load(path)
+    if synth.family != "vqvae":
+        raise BadInputError(path, f"a {synth.family} model; encode and decode need a vqvae model")
+    synth.model.to(device)
+    return synth
+
+
+def _cmd_encode(args) -> int:
+    from waveforge.audio.io import load_audio
+    from waveforge.inference.families.vqvae import encode_audio, save_codes
+
+    synth = _load_vqvae(args.model, args.device)
+    audio = load_audio(args.input, synth.sample_rate)
+    save_codes(args.output, encode_audio(synth.model, audio), synth.sample_rate)
+    print(args.output)
+    return 0
+
+
+def _cmd_decode(args) -> int:
+    from waveforge.audio.io import save_audio
+    from waveforge.inference.families.vqvae import decode_codes, load_codes
+
+    synth = _load_vqvae(args.model, args.device)
+    arrays = load_codes(args.codes, synth.model, synth.sample_rate)
+    if args.seed is not None:
+        import torch
+
+        torch.manual_seed(args.seed)
+    audio = decode_codes(synth.model, arrays, args.level, _options(args))
+    save_audio(args.output, audio[0], synth.sample_rate)
+    print(args.output)
     return 0
 
 

@@ -9,6 +9,8 @@ from waveforge.models.melgan import (
 )
 from waveforge.models.samplernn import SampleRNN, SampleRNNConfig
 from waveforge.models.wavenet import WaveNet, WaveNetConfig
+from waveforge.models.prior import PriorConfig, TransformerPrior
+from waveforge.models.vqvae import VectorQuantizer, VQVAEConfig, VQVAEHierarchy, VQVAELevel, VQVAELevelConfig
 from waveforge.models.waveglow import WaveGlow, WaveGlowConfig
 
 __all__ = [
@@ -25,4 +27,11 @@ __all__ = [
     "WaveGlowConfig",
     "WaveNet",
     "WaveNetConfig",
+    "PriorConfig",
+    "TransformerPrior",
+    "VectorQuantizer",
+    "VQVAEConfig",
+    "VQVAEHierarchy",
+    "VQVAELevel",
+    "VQVAELevelConfig",
 ]
