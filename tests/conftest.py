@@ -20,3 +20,13 @@ def tiny_corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("corpus")
     build_corpus(root, SynthConfig(minutes=0.7, seed=3, sample_rate=22050, use_real=False, min_piece_seconds=5.0, max_piece_seconds=10.0), progress=False)
     return root
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a loaded 2-core machine each op's
+    barrier waits for a descheduled thread; run with one thread, then restore."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -23,13 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = dict(upsampled_cond_channels=4, n_flows=4, n_group=8, n_early_every=2, n_early_size=2, n_layers=2, n_channels=8)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from threads; on a loaded machine 2 threads make them much slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# tiny tensors: one intra-op thread avoids barrier stalls on a loaded 2-core machine
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class _RandomSegments(Dataset):

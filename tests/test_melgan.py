@@ -27,13 +27,8 @@ from waveforge.models.melgan import (
 from waveforge.models.melgan_fast import prepare_for_inference
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread avoids barrier stalls on a loaded CI machine (and is faster anyway)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# tiny tensors: one intra-op thread avoids barrier stalls on a loaded 2-core machine
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("factors", [[4, 4], [8, 4], [5, 3], [2, 3, 2], [4, 1, 2]])

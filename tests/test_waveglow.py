@@ -19,13 +19,8 @@ from waveforge.models.waveglow import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors gain nothing from threads, and on a loaded machine 2 threads make them ~20x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# tiny tensors: one intra-op thread avoids barrier stalls on a loaded 2-core machine
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _nontrivial(model: WaveGlow, std: float = 0.2, seed: int = 0) -> WaveGlow:

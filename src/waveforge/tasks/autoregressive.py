@@ -84,14 +84,7 @@ class WaveNetTask(WaveformTask):
         return self.model.generate(n_samples, cond, global_id, temperature=self.hparams.sample_temperature)
 
     def model_file(self) -> ModelFile:
-        return ModelFile(
-            family=self.family,
-            model_config=self.model.config.to_dict(),
-            feature=self.feature,
-            sample_rate=self.sample_rate,
-            state_dict=self.model.state_dict(),
-            extra={"global_step": int(self.global_step), "receptive_field": self.model.config.receptive_field},
-        )
+        return self.model_file_for(self.model, global_step=int(self.global_step), receptive_field=self.model.config.receptive_field)
 
 
 class SampleRNNTask(WaveformTask):
@@ -179,11 +172,4 @@ class SampleRNNTask(WaveformTask):
         return self.model.generate(n_samples, cond, temperature=self.hparams.sample_temperature)
 
     def model_file(self) -> ModelFile:
-        return ModelFile(
-            family=self.family,
-            model_config=self.model.config.to_dict(),
-            feature=self.feature,
-            sample_rate=self.sample_rate,
-            state_dict=self.model.state_dict(),
-            extra={"global_step": int(self.global_step)},
-        )
+        return self.model_file_for(self.model, global_step=int(self.global_step))

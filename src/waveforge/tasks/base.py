@@ -53,6 +53,18 @@ class WaveformTask(L.LightningModule):
         """``cond (B, C, F)`` (or None) -> ``(B, 1, n_samples)``, used for validation audio logs."""
         raise NotImplementedError
 
+    def model_file_for(self, model: torch.nn.Module, **extra) -> ModelFile:
+        """The usual export: ``model``'s config (``model.config.to_dict()``) and weights, with this
+        task's features and sample rate."""
+        return ModelFile(
+            family=self.family,
+            model_config=model.config.to_dict(),
+            feature=self.feature,
+            sample_rate=self.sample_rate,
+            state_dict=model.state_dict(),
+            extra=extra,
+        )
+
     # -- checkpoint bookkeeping ----------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[TASK_KEY] = f"{type(self).__module__}.{type(self).__qualname__}"

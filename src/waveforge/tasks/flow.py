@@ -86,11 +86,4 @@ class FlowVocoderTask(WaveformTask):
         return self.model.infer(cond)[..., :n_samples].clamp(-1, 1)
 
     def model_file(self) -> ModelFile:
-        return ModelFile(
-            family=self.family,
-            model_config=self.model.config.to_dict(),
-            feature=self.feature,
-            sample_rate=self.sample_rate,
-            state_dict=self.model.state_dict(),
-            extra={"global_step": int(self.global_step), "receptive_field_frames": self.model.receptive_field_frames},
-        )
+        return self.model_file_for(self.model, global_step=int(self.global_step), receptive_field_frames=self.model.receptive_field_frames)

@@ -162,12 +162,5 @@ class GANVocoderTask(WaveformTask):
         return self.generator(cond)[..., :n_samples]
 
     def model_file(self) -> ModelFile:
-        return ModelFile(
-            family=self.family,
-            model_config=self.generator.config.to_dict(),
-            feature=self.feature,
-            sample_rate=self.sample_rate,
-            state_dict=self.generator.state_dict(),
-            extra={"generator_steps": int(self.generator_steps), "receptive_field_frames": self.generator.receptive_field_frames},
-        )
+        return self.model_file_for(self.generator, generator_steps=int(self.generator_steps), receptive_field_frames=self.generator.receptive_field_frames)
 
