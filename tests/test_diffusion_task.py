@@ -45,10 +45,34 @@ def test_two_training_steps_run_and_change_the_weights(conditional):
     assert ("null_cond" in changed) == conditional
 
 
+def test_ema_weights_follow_the_decay_and_are_what_is_exported():
+    torch.manual_seed(3)
+    decay = 0.5
+    task = DiffusionTask(sample_rate=8000, feature=MEL.to_dict(), ema_decay=decay, **TINY)
+    initial = task.model.final_proj.weight.detach().clone()
+    trainer = L.Trainer(max_steps=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0)
+    snapshots = []
+
+    class Snap(L.Callback):
+        def on_train_batch_end(self, *args):
+            snapshots.append(task.model.final_proj.weight.detach().clone())
+
+    trainer.callbacks.append(Snap())
+    trainer.fit(task, train_dataloaders=_batches(4, True))
+    # AveragedModel: the first update copies, later ones mix: ema = decay * ema + (1 - decay) * w
+    w1, w2 = snapshots
+    expected = decay * w1 + (1 - decay) * w2
+    torch.testing.assert_close(task.ema_model.module.final_proj.weight, expected)
+    assert not torch.equal(expected, w2) and not torch.equal(initial, w2)
+    exported = task.model_file().state_dict["final_proj.weight"]
+    torch.testing.assert_close(exported, expected)
+
+
 def test_export_and_load_round_trip_reproduces_the_task_samples(tmp_path):
     torch.manual_seed(1)
     task = DiffusionTask(sample_rate=8000, feature=MEL.to_dict(), prediction="eps", **TINY).eval()
-    torch.nn.init.normal_(task.model.final_proj.weight, std=0.3)  # an untrained DiffWave outputs zeros
+    torch.nn.init.normal_(task.ema_model.module.final_proj.weight, std=0.3)  # an untrained DiffWave outputs zeros
     path = save_model_file(tmp_path / "dw.safetensors", task.model_file())
     synth = waveforge.load(path)
     assert synth.family == "diffwave" and synth.sample_rate == 8000 and synth.hop_length == 64
@@ -58,7 +82,7 @@ def test_export_and_load_round_trip_reproduces_the_task_samples(tmp_path):
         audio = synth.vocode(mel, options)
         torch.manual_seed(7)
         config = SamplingConfig(sampler=sampler or task.sampling.sampler, steps=steps, schedule=task.sampling.schedule, guidance=guidance)
-        expected = generate(task.denoiser, mel, 6 * 64, config)
+        expected = generate(task.ema_denoiser, mel, 6 * 64, config)
         assert audio.shape == (1, 1, 384)
         torch.testing.assert_close(audio, expected, rtol=0, atol=0)
     with pytest.raises(BadInputError, match="unknown sampler"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from waveforge.diffusion import (
     DDPM_BETAS,
@@ -64,6 +65,7 @@ class DiffusionTask(WaveformTask):
         sample_steps: int = 12,
         schedule: str = "vp_cosine",
         guidance: float = 1.0,
+        ema_decay: float = 0.9999,
     ):
         super().__init__(sample_rate, feature)
         self.save_hyperparameters()
@@ -80,6 +82,12 @@ class DiffusionTask(WaveformTask):
         )
         self.model = DiffWave(self.config)
         self.denoiser = Denoiser(self.model, prediction, sigma_data)
+        # EMA of the weights (DiffWave/EDM practice); sampling, validation audio and export use it
+        if not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"ema_decay must lie in [0, 1), got {ema_decay}")
+        self.ema_model = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay))
+        self.ema_model.requires_grad_(False)  # never optimised; DDP must not wait for its gradients
+        self.ema_denoiser = Denoiser(self.ema_model.module, prediction, sigma_data)
         self.sampling = SamplingConfig(sampler=sampler, steps=sample_steps, schedule=schedule, guidance=guidance)
 
     # -- training ------------------------------------------------------------------------------
@@ -107,6 +115,9 @@ class DiffusionTask(WaveformTask):
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        self.ema_model.update_parameters(self.model)
+
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         audio = batch["audio"]
         g = torch.Generator().manual_seed(batch_idx)  # the same noise levels and noise at every validation
@@ -122,7 +133,7 @@ class DiffusionTask(WaveformTask):
     # -- use -----------------------------------------------------------------------------------
     @torch.no_grad()
     def synthesize(self, cond: torch.Tensor | None, n_samples: int) -> torch.Tensor:
-        return generate(self.denoiser, cond, n_samples, self.sampling, batch_size=1 if cond is None else cond.shape[0])
+        return generate(self.ema_denoiser, cond, n_samples, self.sampling, batch_size=1 if cond is None else cond.shape[0])
 
     def model_file(self) -> ModelFile:
         return ModelFile(
@@ -135,6 +146,6 @@ class DiffusionTask(WaveformTask):
             },
             feature=self.feature,
             sample_rate=self.sample_rate,
-            state_dict=self.model.state_dict(),
-            extra={"global_step": int(self.global_step), "receptive_field_samples": self.model.receptive_field()},
+            state_dict=self.ema_model.module.state_dict(),
+            extra={"global_step": int(self.global_step), "ema_decay": self.hparams.ema_decay, "receptive_field_samples": self.model.receptive_field()},
         )
