@@ -2,6 +2,10 @@
 
 Mel vocoders are compared with Griffin-Lim on the same mels; MIDI renderers with the FluidSynth
 render of the same MIDI. Metrics are computed against the recorded audio of each piece.
+
+Families with a likelihood (WaveNet, SampleRNN, WaveGlow) also get the test audio's negative
+log-likelihood in bits per sample, beside a unigram and a linear-predictor baseline fitted on the
+training split (:mod:`waveforge.likelihood`). Unconditional models get the likelihood alone.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from waveforge.audio.mel import MelConfig
 from waveforge.data.maestro import MaestroIndex
 from waveforge.errors import BadInputError
 from waveforge.inference.families import SynthesisOptions
+from waveforge.likelihood import fit_baselines
 from waveforge.metrics import all_metrics
 from waveforge.midi.roll import PianoRollConfig, load_midi, piano_roll
 from waveforge.utils.progress import progress
@@ -40,11 +45,24 @@ def evaluate_model(
 ) -> dict:
     synth = waveforge.load(model)
     feature = synth.feature
-    if feature is None:
-        raise BadInputError(model, "eval compares conditioned synthesis with a baseline; this model is unconditional (use `waveforge sample`)")
-    records = MaestroIndex(data_root).split(split)[:max_pieces]
+    has_likelihood = hasattr(synth.adapter, "log_likelihood")
+    if feature is None and not has_likelihood:
+        raise BadInputError(model, "eval compares conditioned synthesis with a baseline; this model is unconditional and has no likelihood (use `waveforge sample`)")
+    index = MaestroIndex(data_root)
+    records = index.split(split)[:max_pieces]
     if not records:
         raise BadInputError(data_root, f"split {split!r} has no pieces")
+    likelihood = _LikelihoodEval(synth, index, seconds) if has_likelihood else None
+    if feature is None:
+        assert likelihood is not None
+        t0 = time.perf_counter()
+        for record in progress(records, desc=f"likelihood {split}", unit="piece"):
+            likelihood.add(load_audio(record.audio_path, synth.sample_rate, frames=_frames(record, seconds)), None)
+        return {
+            "model": str(Path(model)), "family": synth.family, "feature": "none", "split": split,
+            "pieces": len(records), "seconds_per_piece": seconds, "likelihood": likelihood.result(),
+            "elapsed_s": round(time.perf_counter() - t0, 1),
+        }
     # metrics always use one fixed mel analysis at the model's rate, whatever the model's features
     metric_mel = MelConfig(sample_rate=synth.sample_rate, f_max=min(8000.0, synth.sample_rate / 2))
     hop = feature.hop_length
@@ -52,8 +70,7 @@ def evaluate_model(
     t0 = time.perf_counter()
     audio_seconds = 0.0
     for record in progress(records, desc=f"eval {split}", unit="piece"):
-        rate = audio_info(record.audio_path).sample_rate
-        reference = load_audio(record.audio_path, synth.sample_rate, frames=int(math.ceil(seconds * rate)))
+        reference = load_audio(record.audio_path, synth.sample_rate, frames=_frames(record, seconds))
         n_frames = reference.shape[-1] // hop
         reference = reference[..., : n_frames * hop]
         if isinstance(feature, MelConfig):
@@ -66,11 +83,14 @@ def evaluate_model(
             midi = load_midi(record.midi_path)
             cond = piano_roll(midi, feature, n_frames).unsqueeze(0)
             baseline = render_midi(midi, synth.sample_rate)[..., : n_frames * hop]
+        if likelihood is not None:
+            likelihood.add(reference, cond)
         generated = synth.synthesize(cond, options)[0]
         audio_seconds += reference.shape[-1] / synth.sample_rate
         model_rows.append(all_metrics(reference, generated, metric_mel))
         baseline_rows.append(all_metrics(reference, baseline, metric_mel))
     baseline_name = "griffin_lim" if isinstance(feature, MelConfig) else "fluidsynth"
+    extra = {"likelihood": likelihood.result()} if likelihood is not None else {}
     return {
         "model": str(Path(model)),
         "family": synth.family,
@@ -80,7 +100,52 @@ def evaluate_model(
         "seconds_per_piece": seconds,
         "options": {k: v for k, v in vars(options or SynthesisOptions()).items() if k not in ("progress", "batch_size")},
         "metrics": {"model": _mean(model_rows), baseline_name: _mean(baseline_rows)},
-        "lower_is_better": ["mr_stft", "lsd_db", "mel_l1"],
+        **extra,
+        "lower_is_better": ["mr_stft", "lsd_db", "mel_l1", "bits_per_sample"],
         "elapsed_s": round(time.perf_counter() - t0, 1),
         "audio_s": round(audio_seconds, 1),
     }
+
+
+def _frames(record, seconds: float) -> int:
+    """Frames of the recording (at its own rate) covering ``seconds``."""
+    return int(math.ceil(seconds * audio_info(record.audio_path).sample_rate))
+
+
+class _LikelihoodEval:
+    """Accumulates the model's and the baselines' NLL over test pieces (bits per sample)."""
+
+    #: training audio the baselines are fitted on (seconds per piece, pieces)
+    TRAIN_SECONDS, TRAIN_PIECES = 30.0, 8
+
+    def __init__(self, synth, index: MaestroIndex, seconds: float):
+        self.synth = synth
+        self.kind = synth.adapter.likelihood_kind(synth.model)
+        train = index.split("train")[: self.TRAIN_PIECES]
+        if not train:
+            raise BadInputError(index.root, "the likelihood baselines need a train split; it has no pieces")
+        audio = [load_audio(r.audio_path, synth.sample_rate, frames=_frames(r, self.TRAIN_SECONDS))[0].numpy() for r in train]
+        self.baselines = fit_baselines(audio, self.kind)
+        self.nats = {"model": 0.0, "unigram": 0.0, "linear_predictor": 0.0}
+        self.samples = 0
+        # whole frames, and whole top-tier frames for SampleRNN
+        self.multiple = synth.feature.hop_length if synth.feature is not None else 256
+
+    def add(self, audio: torch.Tensor, cond: torch.Tensor | None) -> None:
+        """``audio (1, T)`` at the model rate; ``cond (1, C, F)`` or None."""
+        n = audio.shape[-1] // self.multiple * self.multiple
+        if cond is not None:
+            n = min(n, cond.shape[-1] * self.synth.feature.hop_length)
+            cond = cond[..., : n // self.synth.feature.hop_length].to(self.synth.device)
+        audio = audio[..., :n]
+        with torch.inference_mode():
+            log_p = self.synth.adapter.log_likelihood(self.synth.model, audio.reshape(1, 1, n).to(self.synth.device), cond)
+        x = audio[0].double().numpy()
+        self.nats["model"] -= float(log_p.sum())
+        self.nats["unigram"] += self.baselines.unigram_nats(x)
+        self.nats["linear_predictor"] += self.baselines.linear_predictor_nats(x)
+        self.samples += n
+
+    def result(self) -> dict:
+        bits = {k: round(v / max(self.samples, 1) / math.log(2), 4) for k, v in self.nats.items()}
+        return {"kind": self.kind.label, "samples": self.samples, "bits_per_sample": bits}

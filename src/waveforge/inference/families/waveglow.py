@@ -7,9 +7,12 @@ once for the whole input, which matches a whole-input pass exactly.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from waveforge.inference.families import SynthesisOptions
+from waveforge.likelihood import LikelihoodKind
 from waveforge.models.waveglow import WaveGlow, WaveGlowConfig
 
 #: frames per chunk inside WaveGlow.infer (~24 s at 22.05 kHz / hop 256; bounds activation memory)
@@ -30,6 +33,17 @@ class WaveGlowAdapter:
             raise ValueError("WaveGlow needs conditioning (mel or piano roll)")
         # `--sigma` when given, else the model's own infer_sigma (0.6 unless trained otherwise)
         return model.infer(cond, sigma=options.sigma, chunk_frames=CHUNK_FRAMES)[..., :n_samples].clamp(-1, 1)
+
+    def likelihood_kind(self, model: WaveGlow) -> LikelihoodKind:
+        return LikelihoodKind("continuous")
+
+    def log_likelihood(self, model: WaveGlow, audio: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """The flow's exact ``log p(audio | cond)`` (a density, nats, summed): ``audio (B, 1, T)`` -> ``(B,)``."""
+        out = model(audio, cond)
+        n = audio.shape[-1]
+        sigma = model.config.sigma
+        prior = out.z.double().pow(2).flatten(1).sum(-1) / (2 * sigma**2) + n * (math.log(sigma) + 0.5 * math.log(2 * math.pi))
+        return out.log_det.double() - prior
 
 
 ADAPTER = WaveGlowAdapter()
