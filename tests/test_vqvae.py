@@ -1,5 +1,7 @@
 """Hierarchical VQ-VAE: quantiser, levels, priors, top-down sampling, task stages, encode/decode CLI."""
 
+import json
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -319,7 +321,7 @@ def test_exported_hierarchy_round_trips(tiny_model_file):
         assert torch.equal(rebuilt.state_dict()[k], v)
 
 
-def test_evaluate_hierarchy_reports_usage_mr_stft_and_prior_bits(tmp_path, tiny_model_file):
+def test_evaluate_hierarchy_reports_usage_mr_stft_and_prior_bits(tmp_path, tiny_model_file, capsys):
     import pretty_midi
 
     from waveforge.data.maestro import write_metadata
@@ -339,3 +341,7 @@ def test_evaluate_hierarchy_reports_usage_mr_stft_and_prior_bits(tmp_path, tiny_
         assert row["codebook_usage"] == pytest.approx(len(torch.unique(codes[level])) / 32)
         assert row["mr_stft"] > 0 and np.isfinite(row["mr_stft"])
         assert 0 < row["prior_bits_per_code"] < 20
+    # `waveforge eval` on a hierarchy gives the same per-level figures
+    capsys.readouterr()
+    assert main(["eval", str(path), "--data", str(tmp_path), "--split", "test", "-o", str(tmp_path / "eval.json")]) == 0
+    assert json.loads((tmp_path / "eval.json").read_text())["levels"] == result["levels"]

@@ -57,5 +57,4 @@ for level in 0 1 2; do
   waveforge decode "$run/model.safetensors" "$run/test-codes.npz" --level "$level" -o "$run/test-decoded-level$level.wav"
 done
 # held-out metrics per level (reconstruction MR-STFT, codebook usage, prior bits per code)
-python3 -c 'import json, sys; from waveforge.inference.families.vqvae import evaluate_hierarchy as ev; print(json.dumps(ev(sys.argv[1], sys.argv[2]), indent=2))' \
-  "$run/model.safetensors" "$data" | tee "$run/eval.json"
+waveforge eval "$run/model.safetensors" --data "$data" --split test -o "$run/eval.json"

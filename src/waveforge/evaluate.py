@@ -5,7 +5,9 @@ render of the same MIDI. Metrics are computed against the recorded audio of each
 
 Families with a likelihood (WaveNet, SampleRNN, WaveGlow) also get the test audio's negative
 log-likelihood in bits per sample, beside a unigram and a linear-predictor baseline fitted on the
-training split (:mod:`waveforge.likelihood`). Unconditional models get the likelihood alone.
+training split (:mod:`waveforge.likelihood`). Unconditional models get the likelihood alone, and a
+VQ-VAE hierarchy its per-level reconstruction, codebook usage and prior bits per code
+(:func:`waveforge.inference.families.vqvae.evaluate_hierarchy`).
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ def evaluate_model(
     griffin_lim_iters: int = 64,
 ) -> dict:
     synth = waveforge.load(model)
+    if synth.family == "vqvae":  # no conditioning and no single likelihood: per-level figures instead
+        from waveforge.inference.families.vqvae import evaluate_hierarchy
+
+        return evaluate_hierarchy(model, data_root, split=split, seconds=seconds, max_pieces=max_pieces)
     feature = synth.feature
     has_likelihood = hasattr(synth.adapter, "log_likelihood")
     if feature is None and not has_likelihood:
