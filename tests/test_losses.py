@@ -114,6 +114,24 @@ def test_stft_loss_terms_hand_checked_for_scaled_signal():
     assert abs(mag.item() - torch.log(torch.tensor(2.0)).item()) < 1e-3
 
 
+def test_training_loss_normalises_spectral_convergence_over_the_batch():
+    """A near-silent crop in the batch must not dominate: SC is ||dS|| / ||S|| over the whole batch."""
+    torch.manual_seed(0)
+    loud = 0.3 * torch.randn(1, 1, 4096)
+    quiet = 1e-3 * torch.randn(1, 1, 4096)
+    target = torch.cat([loud, quiet])
+    pred = torch.cat([0.5 * loud, torch.zeros_like(quiet)])
+    window = torch.hann_window(512)
+    sc_items, _ = stft_loss_terms(pred, target, 512, 128, 512, window, per_item=True)
+    sc_batch, _ = stft_loss_terms(pred, target, 512, 128, 512, window, per_item=False)
+    assert sc_items.shape == (2,) and sc_batch.shape == ()
+    assert sc_items[1].item() > 0.99  # the quiet item's own SC is ~1 whatever its scale
+    # over the batch, the silent item's error is negligible beside the loud one's: SC ~ 0.5
+    torch.testing.assert_close(sc_batch, torch.tensor(0.5), atol=1e-3, rtol=0)
+    loss = multi_resolution_stft_loss(pred, target)
+    assert loss.spectral_convergence.shape == () and abs(loss.spectral_convergence.item() - 0.5) < 0.01
+
+
 def test_mr_stft_module_matches_function_and_has_gradients():
     torch.manual_seed(0)
     target = _tone(4096)

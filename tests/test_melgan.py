@@ -78,6 +78,40 @@ def test_config_round_trips_through_dict():
     assert MelGANGeneratorConfig(**config.to_dict()) == config
 
 
+@pytest.mark.parametrize("factors", [[8, 8, 2, 2], [5, 3, 2]])
+def test_fresh_generator_has_no_checkerboard_buzz(factors):
+    """A constant input (a held chord, silence) must give an output without an hop-periodic pattern at
+    initialisation: each transposed conv starts with the same weights for every output phase."""
+    torch.manual_seed(0)
+    gen = MelGANGenerator(MelGANGeneratorConfig(cond_channels=8, hop_length=math.prod(factors), upsample_factors=factors, initial_channels=64))
+    cond = torch.randn(1, 8, 1).expand(1, 8, 40).contiguous()  # the same frame 40 times
+    with torch.no_grad():
+        out = gen(cond)[0, 0]
+    interior = out[10 * gen.hop_length : -10 * gen.hop_length]  # away from the reflection-padded edges
+    assert out.abs().max() > 1e-3  # the output is not trivially zero
+    assert (interior - interior.mean()).abs().max() <= 1e-5 * out.abs().max()
+    # the default initialisation would give a periodic pattern: rerandomise one transposed conv to show it
+    with torch.no_grad():
+        conv = gen.stages[0].upsample.parametrizations.weight.original1
+        conv.copy_(torch.randn_like(conv))
+        buzz = gen(cond)[0, 0][10 * gen.hop_length : -10 * gen.hop_length]
+    assert (buzz - buzz.mean()).abs().max() > 1e-3 * buzz.abs().max()
+
+
+def test_fresh_generator_passes_its_input_through_without_dc():
+    """At initialisation the output depends on the mel (no vanishing signal through twelve residual
+    units), is unsaturated and has no DC offset, though the log-mel input sits around -7."""
+    torch.manual_seed(0)
+    gen = MelGANGenerator(MelGANGeneratorConfig(initial_channels=128))
+    mel = -7.0 + 3.0 * torch.randn(2, 80, 32)
+    with torch.no_grad():
+        out = gen(mel)
+        other = gen(-7.0 + 3.0 * torch.randn(2, 80, 32))
+    assert 0.005 < out.std().item() < 0.3
+    assert out.mean().abs().item() < 0.1 * out.std().item()
+    assert (out - other).std().item() > 0.5 * out.std().item()
+
+
 def test_remove_weight_norm_leaves_outputs_identical():
     torch.manual_seed(0)
     gen = MelGANGenerator(MelGANGeneratorConfig.tiny(upsample_factors=[4, 2, 2]))
@@ -235,7 +269,7 @@ def _scrambled_generator(factors, seed=0):
     with torch.no_grad():
         for name, p in gen.named_parameters():
             if name.endswith("original0"):
-                p.mul_(torch.rand_like(p) * 2 + 0.5)
+                p.mul_(torch.rand_like(p) * 0.5 + 0.75)
             elif name.endswith("bias"):
                 p.normal_(0, 0.1)
     return gen.eval()

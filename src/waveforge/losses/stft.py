@@ -6,8 +6,12 @@ prediction ``x̂`` (both from :func:`waveforge.audio.stft_magnitude`, hop-aligne
     L_sc  = || |S| - |Ŝ| ||_F / || |S| ||_F          (spectral convergence)
     L_mag = mean | log|S| - log|Ŝ| |                 (log-magnitude L1)
 
-computed per batch item; the multi-resolution loss averages ``L_sc + L_mag`` over the resolutions.
-:func:`mr_stft_distance` is the same quantity per item, for use as a metric.
+The multi-resolution loss averages ``L_sc + L_mag`` over the resolutions. As a training loss
+(:func:`multi_resolution_stft_loss`) the Frobenius norms of ``L_sc`` run over the whole batch, as in
+Parallel WaveGAN: normalised per item, a near-silent crop (a rest, the end of a piece) has
+``|| |S| ||_F`` close to zero, and its ``L_sc`` (and gradient) can be a hundred times everyone
+else's, which pushes the generator to make everything quiet. :func:`mr_stft_distance` is the
+per-item quantity, for use as a metric on whole pieces.
 """
 
 from __future__ import annotations
@@ -64,22 +68,29 @@ def _flatten_items(audio: torch.Tensor) -> torch.Tensor:
 
 
 def stft_loss_terms(
-    pred: torch.Tensor, target: torch.Tensor, n_fft: int, hop_length: int, win_length: int, window: torch.Tensor
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    n_fft: int,
+    hop_length: int,
+    win_length: int,
+    window: torch.Tensor,
+    per_item: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Spectral convergence and log-magnitude L1 at one resolution, each ``(B,)``.
+    """Spectral convergence and log-magnitude L1 at one resolution.
 
-    ``pred``, ``target``: ``(B, 1, T)`` (or ``(B, T)``) with the same shape.
+    ``pred``, ``target``: ``(B, 1, T)`` (or ``(B, T)``) with the same shape. ``per_item``: terms
+    ``(B,)``, each item normalised by its own norm; otherwise scalars, with the norms taken over the
+    whole batch (the stable form for training; see the module docstring).
     """
     if pred.shape != target.shape:
         raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must have the same shape")
     pred_mag = stft_magnitude(_flatten_items(pred), n_fft, hop_length, win_length, window)  # (B, n_fft/2+1, F)
     target_mag = stft_magnitude(_flatten_items(target), n_fft, hop_length, win_length, window)
-    diff_norm = torch.linalg.vector_norm(target_mag - pred_mag, dim=(-2, -1))
-    target_norm = torch.linalg.vector_norm(target_mag, dim=(-2, -1)).clamp_min(LOG_FLOOR)
+    dims = (-2, -1) if per_item else (0, -2, -1)
+    diff_norm = torch.linalg.vector_norm(target_mag - pred_mag, dim=dims)
+    target_norm = torch.linalg.vector_norm(target_mag, dim=dims).clamp_min(LOG_FLOOR)
     spectral_convergence = diff_norm / target_norm
-    log_magnitude = (
-        (torch.log(target_mag.clamp_min(LOG_FLOOR)) - torch.log(pred_mag.clamp_min(LOG_FLOOR))).abs().mean(dim=(-2, -1))
-    )
+    log_magnitude = (torch.log(target_mag.clamp_min(LOG_FLOOR)) - torch.log(pred_mag.clamp_min(LOG_FLOOR))).abs().mean(dim=dims)
     return spectral_convergence, log_magnitude
 
 
@@ -94,14 +105,14 @@ def _resolve_windows(
     return windows
 
 
-def _multi_resolution_terms(pred, target, resolutions, windows) -> STFTLossResult:
+def _multi_resolution_terms(pred, target, resolutions, windows, per_item: bool) -> STFTLossResult:
     resolutions = list(resolutions)
     if not resolutions:
         raise ValueError("need at least one STFT resolution")
     windows = _resolve_windows(resolutions, windows, pred)
     sc_total, mag_total = 0.0, 0.0
     for (n_fft, hop, win), window in zip(resolutions, windows):
-        sc, mag = stft_loss_terms(pred, target, n_fft, hop, win, window)
+        sc, mag = stft_loss_terms(pred, target, n_fft, hop, win, window, per_item)
         sc_total = sc_total + sc
         mag_total = mag_total + mag
     return STFTLossResult(sc_total / len(resolutions), mag_total / len(resolutions))
@@ -113,13 +124,13 @@ def multi_resolution_stft_loss(
     resolutions: Sequence[tuple[int, int, int]] = DEFAULT_RESOLUTIONS,
     windows: Sequence[torch.Tensor] | None = None,
 ) -> STFTLossResult:
-    """Multi-resolution STFT loss terms between ``pred`` and ``target`` ``(B, 1, T)``, batch-averaged scalars.
+    """Multi-resolution STFT loss terms between ``pred`` and ``target`` ``(B, 1, T)``, as scalars over the batch.
 
     ``resolutions``: ``(n_fft, hop_length, win_length)`` triples; ``windows``: one per resolution
     (Hann windows are made on the fly when omitted). Returns scalar terms; ``.total`` is the loss.
+    Spectral convergence is normalised by the whole batch's target norm (see the module docstring).
     """
-    terms = _multi_resolution_terms(pred, target, resolutions, windows)
-    return STFTLossResult(terms.spectral_convergence.mean(), terms.log_magnitude.mean())
+    return _multi_resolution_terms(pred, target, resolutions, windows, per_item=False)
 
 
 @torch.no_grad()
@@ -129,7 +140,7 @@ def mr_stft_distance(
     resolutions: Sequence[tuple[int, int, int]] = DEFAULT_RESOLUTIONS,
 ) -> torch.Tensor:
     """The multi-resolution STFT loss as a metric: ``(B,)`` distances (0 for identical signals)."""
-    return _multi_resolution_terms(pred.float(), target.float(), resolutions, None).total
+    return _multi_resolution_terms(pred.float(), target.float(), resolutions, None, per_item=True).total
 
 
 class MultiResolutionSTFTLoss(nn.Module):

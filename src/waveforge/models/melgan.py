@@ -120,6 +120,12 @@ class ResidualUnit(nn.Module):
 
     MelGAN's residual block: LeakyReLU, reflection-padded dilated conv (kernel 3, dilation d),
     LeakyReLU, 1x1 conv; the skip path is a learned 1x1 conv.
+
+    The skip conv starts as the identity. With PyTorch's default initialisation each learned 1x1
+    conv scales the signal's variance by about 1/3, so after the twelve residual units of the
+    paper generator the input's influence on the output is ~1e-4 of the biases' and learning
+    starts from vanishing gradients; an identity skip path keeps the signal (as HiFi-GAN's
+    ``x + f(x)`` blocks do) while the architecture stays MelGAN's.
     """
 
     def __init__(self, channels: int, dilation: int, kernel_size: int, slope: float):
@@ -128,13 +134,37 @@ class ResidualUnit(nn.Module):
         self.pad = dilation * (kernel_size - 1) // 2
         self.dilated = weight_norm(nn.Conv1d(channels, channels, kernel_size, dilation=dilation))
         self.pointwise = weight_norm(nn.Conv1d(channels, channels, 1))
-        self.shortcut = weight_norm(nn.Conv1d(channels, channels, 1))
+        shortcut = nn.Conv1d(channels, channels, 1)
+        with torch.no_grad():
+            shortcut.weight.copy_(torch.eye(channels).unsqueeze(-1))
+            shortcut.bias.zero_()
+        self.shortcut = weight_norm(shortcut)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.leaky_relu(x, self.slope)
         h = self.dilated(F.pad(h, (self.pad, self.pad), mode="reflect"))
         h = self.pointwise(F.leaky_relu(h, self.slope))
         return self.shortcut(x) + h
+
+
+def _init_without_checkerboard(conv: nn.ConvTranspose1d) -> None:
+    """Make every output phase of a stride-r, kernel-2r transposed conv start with the same weights.
+
+    Output sample ``o`` of such a conv sums taps ``k`` and ``k + r`` with ``k = (o + padding) mod r``,
+    so a constant input gives an output of period r (an r-sample pattern repeated: at the last
+    stage, a buzz at multiples of sample_rate / hop) unless ``w[k] + w[k + r]`` is the same for every
+    phase k. Setting taps ``0..r-1`` to one random tap and ``r..2r-1`` to another makes them equal
+    (Odena et al. 2016, "Deconvolution and checkerboard artifacts"; Aitken et al. 2017): the
+    generator starts without the artifact instead of spending its first thousands of steps unlearning it.
+    """
+    r = conv.stride[0]
+    # Each output sums 2 taps x in_channels inputs, which come through a LeakyReLU: He-scale them
+    # so that the signal keeps its variance through every stage (PyTorch's default, sized for
+    # out_channels x 2r inputs, shrinks it by ~r/0.35 per stage).
+    gain = nn.init.calculate_gain("leaky_relu", 0.2)
+    std = gain / math.sqrt(2 * conv.in_channels)
+    with torch.no_grad():  # weight: (in, out, 2r)
+        conv.weight.copy_((torch.randn_like(conv.weight[:, :, :2]) * std).repeat_interleave(r, dim=2))
 
 
 class UpsampleStage(nn.Module):
@@ -149,9 +179,9 @@ class UpsampleStage(nn.Module):
         if factor == 1:
             self.upsample = weight_norm(nn.Conv1d(in_channels, out_channels, k, padding=p))
         else:
-            self.upsample = weight_norm(
-                nn.ConvTranspose1d(in_channels, out_channels, k, stride=factor, padding=p, output_padding=op)
-            )
+            upsample = nn.ConvTranspose1d(in_channels, out_channels, k, stride=factor, padding=p, output_padding=op)
+            _init_without_checkerboard(upsample)
+            self.upsample = weight_norm(upsample)
         self.residuals = nn.ModuleList(ResidualUnit(out_channels, d, kernel_size, slope) for d in dilations)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -185,7 +215,16 @@ class MelGANGenerator(nn.Module):
             stages.append(UpsampleStage(channels, factor, c.residual_dilations, c.residual_kernel_size, c.leaky_relu_slope))
             channels //= 2
         self.stages = nn.ModuleList(stages)
-        self.output_conv = weight_norm(nn.Conv1d(channels, 1, c.output_kernel_size))
+        output_conv = nn.Conv1d(channels, 1, c.output_kernel_size)
+        with torch.no_grad():
+            # Start quiet and without a DC offset: the log-mel input (mostly around -7) leaves large
+            # constant offsets in every channel, which a zero-sum kernel cancels, so the tanh starts
+            # unsaturated, with an output std of a few hundredths (piano recordings: ~0.03).
+            w = torch.randn_like(output_conv.weight)  # (1, C, K)
+            w -= w.mean(dim=-1, keepdim=True)
+            output_conv.weight.copy_(w / math.sqrt(channels * c.output_kernel_size))
+            output_conv.bias.zero_()
+        self.output_conv = weight_norm(output_conv)
         # Reflection padding needs more samples than it pads, at every rate.
         min_frames = self.input_pad + 1
         rate = 1

@@ -4,6 +4,11 @@ Manual optimisation with two optimisers: each batch takes one discriminator step
 generator step. Lightning counts every optimiser step in ``trainer.global_step``, so once the
 discriminator trains ``max_steps`` advances by two per batch; ``train/generator_steps`` logs
 batches. The loss is the weighted sum of named terms (``loss_weights``), each logged by name.
+
+The optional ``dc`` term is the mean absolute difference of the per-crop means (the 0 Hz
+component). Neither spectral term constrains it: the mel filterbank gives 0 Hz no weight, and it
+is one STFT bin among hundreds; so without a discriminator (warm-up) the output drifts to a DC
+offset as large as the music, which costs several dB of log-spectral distance at the lowest bins.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from waveforge.losses.stft import MultiResolutionSTFTLoss, mel_l1_loss
 from waveforge.models.melgan import MelGANGenerator, MelGANGeneratorConfig, build_discriminator
 from waveforge.tasks.base import WaveformTask
 
-DEFAULT_LOSS_WEIGHTS = {"adversarial": 1.0, "feature_matching": 10.0, "mel": 45.0, "mr_stft": 0.0}
+DEFAULT_LOSS_WEIGHTS = {"adversarial": 1.0, "feature_matching": 10.0, "mel": 45.0, "mr_stft": 0.0, "dc": 0.0}
 
 
 def default_upsample_factors(hop_length: int) -> list[int]:
@@ -44,7 +49,7 @@ class GANVocoderTask(WaveformTask):
         discriminator: ``"msd"`` (MelGAN), ``"mpd"`` (HiFi-GAN) or ``"msd+mpd"``.
         discriminator_size: ``"paper"`` or ``"tiny"`` (tests).
         gan_loss: ``"hinge"`` (MelGAN) or ``"lsgan"`` (HiFi-GAN).
-        loss_weights: weights of ``adversarial``, ``feature_matching``, ``mel`` and ``mr_stft``.
+        loss_weights: weights of ``adversarial``, ``feature_matching``, ``mel``, ``mr_stft`` and ``dc``.
         warmup_steps: generator-only steps with the spectral terms alone before the GAN starts.
         lr_generator, lr_discriminator, betas: Adam settings (MelGAN: 1e-4, (0.5, 0.9)).
         lr_decay: multiplicative learning-rate decay applied every 1000 generator steps.
@@ -119,6 +124,8 @@ class GANVocoderTask(WaveformTask):
             terms["mel"] = mel_l1_loss(fake, audio, self.mel)
         if w["mr_stft"] or not gan_on:
             terms["mr_stft"] = self.mr_stft(fake, audio).total
+        if w["dc"]:
+            terms["dc"] = (fake.mean(dim=-1) - audio.mean(dim=-1)).abs().mean()
         if gan_on:
             fake_out = self.discriminator(fake)
             with torch.no_grad():
