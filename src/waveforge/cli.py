@@ -110,6 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_synthesis_options(p)
     p.set_defaults(func=_cmd_decode)
 
+    p = sub.add_parser("spectrogram", help="log-mel pictures of wav files, stacked in one PNG")
+    p.add_argument("inputs", type=Path, nargs="+", help="audio files (each a row; read at --sample-rate)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="PNG file")
+    p.add_argument("--sample-rate", type=int, default=22050)
+    p.add_argument("--seconds", type=float, default=None, help="only the first S seconds of each file")
+    p.add_argument("--titles", default=None, help="comma-separated row titles (default: the file names)")
+    p.set_defaults(func=_cmd_spectrogram)
+
     p = sub.add_parser("eval", help="metrics on a split, as JSON")
     p.add_argument("model", type=Path)
     p.add_argument("--data", type=Path, required=True)
@@ -244,6 +252,22 @@ def _cmd_decode(args) -> int:
     audio = decode_codes(synth.model, arrays, args.level, _options(args))
     save_audio(args.output, audio[0], synth.sample_rate)
     print(args.output)
+    return 0
+
+
+def _cmd_spectrogram(args) -> int:
+    from waveforge.audio.io import audio_info, load_audio
+    from waveforge.errors import BadInputError
+    from waveforge.plots import spectrogram_png
+
+    titles = args.titles.split(",") if args.titles else [p.name for p in args.inputs]
+    if len(titles) != len(args.inputs):
+        raise BadInputError(args.titles, f"{len(titles)} titles for {len(args.inputs)} files")
+    rows = []
+    for title, path in zip(titles, args.inputs):
+        frames = -1 if args.seconds is None else int(args.seconds * audio_info(path).sample_rate)
+        rows.append((title, load_audio(path, args.sample_rate, frames=frames)))
+    print(spectrogram_png(args.output, rows, args.sample_rate))
     return 0
 
 

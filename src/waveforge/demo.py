@@ -72,28 +72,6 @@ def _train(corpus: Path, runs: Path, conditioning: str, seconds: float):
     return task, int(task.generator_steps)
 
 
-def _spectrogram_png(path: Path, rows: list[tuple[str, torch.Tensor]], sample_rate: int) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from waveforge.audio.mel import MelConfig, MelSpectrogram
-    from waveforge.utils.atomic import atomic_path
-
-    mel = MelSpectrogram(MelConfig(sample_rate=sample_rate))
-    fig, axes = plt.subplots(len(rows), 1, figsize=(10, 2.2 * len(rows)), sharex=True)
-    for ax, (title, audio) in zip(axes, rows):
-        ax.imshow(mel(audio.reshape(1, 1, -1))[0].numpy(), origin="lower", aspect="auto", cmap="magma", vmin=-11.5, vmax=2.0)
-        ax.set_title(title, fontsize=10)
-        ax.set_ylabel("mel band")
-    axes[-1].set_xlabel(f"frame (hop 256 at {sample_rate} Hz)")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-
-
 def run_demo(out: str | Path = "demo-out", minutes: float | None = None) -> dict:
     from waveforge.audio.griffinlim import griffin_lim
     from waveforge.audio.io import load_audio, save_audio
@@ -102,6 +80,7 @@ def run_demo(out: str | Path = "demo-out", minutes: float | None = None) -> dict
     from waveforge.evaluate import evaluate_model
     from waveforge.inference.modelfile import save_model_file
     from waveforge.inference.synthesizer import Synthesizer
+    from waveforge.plots import spectrogram_png
     from waveforge.utils.atomic import atomic_write_text
 
     warnings.filterwarnings("ignore")
@@ -138,7 +117,7 @@ def run_demo(out: str | Path = "demo-out", minutes: float | None = None) -> dict
     wavs = {"reference": reference, "griffin-lim": baseline, "melgan-vocoded": vocoded, "melgan-rendered": rendered}
     for name, audio in wavs.items():
         save_audio(out / f"{name}.wav", audio, DEMO_SAMPLE_RATE)
-    _spectrogram_png(
+    spectrogram_png(
         out / "spectrograms.png",
         [("reference (FluidSynth)", reference), ("Griffin-Lim from the mel", baseline), ("MelGAN vocoder from the mel", vocoded), ("MelGAN renderer from the MIDI", rendered)],
         DEMO_SAMPLE_RATE,
