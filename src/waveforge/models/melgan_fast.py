@@ -232,6 +232,8 @@ class FastMelGANGenerator(nn.Module):
         # Read effective weights (weight norm, if still present, is evaluated by ``.weight``). No deepcopy:
         # parametrized modules share a generated class, and removing weight norm on a copy breaks the original.
         config = generator.config
+        if config.upsampling != "transposed":
+            raise ValueError(f"the fast inference path implements transposed-conv upsampling only, not {config.upsampling!r}")
         self.config = config
         self.hop_length = config.hop_length
         self.slope = config.leaky_relu_slope

@@ -46,6 +46,7 @@ class GANVocoderTask(WaveformTask):
         initial_channels: generator width before the first upsampling (512 in the paper).
         upsample_factors: per-stage upsampling, product = hop (default: derived from the hop).
         residual_dilations: dilations of each stage's residual stack (1, 3, 9 in the paper).
+        upsampling: ``"transposed"`` (the paper) or ``"nearest"`` (see :class:`MelGANGeneratorConfig`).
         discriminator: ``"msd"`` (MelGAN), ``"mpd"`` (HiFi-GAN) or ``"msd+mpd"``.
         discriminator_size: ``"paper"`` or ``"tiny"`` (tests).
         gan_loss: ``"hinge"`` (MelGAN) or ``"lsgan"`` (HiFi-GAN).
@@ -64,6 +65,7 @@ class GANVocoderTask(WaveformTask):
         initial_channels: int = 512,
         upsample_factors: list[int] | None = None,
         residual_dilations: list[int] = [1, 3, 9],
+        upsampling: Literal["transposed", "nearest"] = "transposed",
         discriminator: Literal["msd", "mpd", "msd+mpd"] = "msd",
         discriminator_size: Literal["paper", "tiny"] = "paper",
         gan_loss: Literal["hinge", "lsgan"] = "hinge",
@@ -91,6 +93,7 @@ class GANVocoderTask(WaveformTask):
                 upsample_factors=list(upsample_factors or default_upsample_factors(hop)),
                 initial_channels=initial_channels,
                 residual_dilations=list(residual_dilations),
+                upsampling=upsampling,
             )
         )
         self.discriminator = build_discriminator(discriminator, discriminator_size)
