@@ -5,8 +5,8 @@ layer, conditioning projected once per call). The 6-step figure times the whole 
 (conditioning prepared once, then 6 DDIM steps); the 12- and 50-step figures are that call's
 preparation time plus the measured per-step time, since sampling time is linear in the step count
 (``"method"`` says which). The denoiser step is timed on the whole signal and with each layer cut
-into 2048-sample time blocks (``DiffWave.inference_block_rows``); vocoding uses the faster of the
-two. Random weights: speed does not depend on training.
+into 1024-, 2048- and 4096-sample time blocks (``DiffWave.inference_block_rows``); vocoding uses
+the fastest. Random weights: speed does not depend on training.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def bench_diffwave(ctx: BenchContext) -> Iterator[dict]:
         x = torch.randn(1, 1, n_samples)
         sigma = torch.ones(1)
         step_times = {}
-        for block_rows in (None, 2048):
+        for block_rows in (None, 1024, 2048, 4096):
             model.inference_block_rows = block_rows
             t = step_times[block_rows] = time_median(lambda: denoiser(x, sigma, prepared), repeats=ctx.repeats)
             yield {
