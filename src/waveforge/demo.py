@@ -46,11 +46,12 @@ def _train(corpus: Path, runs: Path, conditioning: str, seconds: float):
         sample_rate=DEMO_SAMPLE_RATE,
         feature=feature_to_dict(data.feature),
         initial_channels=64,
+        upsampling="nearest",
         discriminator="msd",
         discriminator_size="tiny",
-        loss_weights={"adversarial": 1.0, "feature_matching": 2.0, "mel": 45.0, "mr_stft": 2.5},
+        loss_weights={"adversarial": 1.0, "feature_matching": 2.0, "mel": 45.0, "mr_stft": 2.5, "dc": 100.0},
         warmup_steps=10**6,  # the demo budget is all warm-up: spectral losses only
-        lr_generator=5e-4,
+        lr_generator=1e-3,
         betas=(0.8, 0.99),
     )
     trainer = L.Trainer(
