@@ -18,7 +18,7 @@ def test_spectrogram_writes_one_png_with_a_row_per_file(tmp_path, capsys):
     a, b = _wav(tmp_path / "a.wav"), _wav(tmp_path / "b.wav", freq=880.0)
     one, two = tmp_path / "one.png", tmp_path / "two.png"
     assert main(["spectrogram", str(a), "-o", str(one)]) == 0
-    assert main(["spectrogram", str(a), str(b), "-o", str(two), "--titles", "low,high", "--seconds", "0.5"]) == 0
+    assert main(["spectrogram", str(a), str(b), "-o", str(two), "--title", "low, 440 Hz", "--title", "high", "--seconds", "0.5"]) == 0
     assert str(two) in capsys.readouterr().out
     h1, h2 = Image.open(one).size[1], Image.open(two).size[1]
     assert h2 > 1.8 * h1  # two stacked rows
@@ -32,5 +32,5 @@ def test_spectrogram_of_a_non_audio_file_fails_cleanly(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("waveforge: error:") and "notes.wav" in err and len(err.splitlines()) == 1
     assert not out.exists()
-    assert main(["spectrogram", str(_wav(tmp_path / "a.wav")), "-o", str(out), "--titles", "x,y"]) == 2
+    assert main(["spectrogram", str(_wav(tmp_path / "a.wav")), "-o", str(out), "--title", "x", "--title", "y"]) == 2
     assert not out.exists()

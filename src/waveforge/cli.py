@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", type=Path, required=True, help="PNG file")
     p.add_argument("--sample-rate", type=int, default=22050)
     p.add_argument("--seconds", type=float, default=None, help="only the first S seconds of each file")
-    p.add_argument("--titles", default=None, help="comma-separated row titles (default: the file names)")
+    p.add_argument("--title", action="append", default=None, help="a row title, once per file in order (default: the file names)")
     p.set_defaults(func=_cmd_spectrogram)
 
     p = sub.add_parser("eval", help="metrics on a split, as JSON")
@@ -260,9 +260,9 @@ def _cmd_spectrogram(args) -> int:
     from waveforge.errors import BadInputError
     from waveforge.plots import spectrogram_png
 
-    titles = args.titles.split(",") if args.titles else [p.name for p in args.inputs]
+    titles = args.title or [p.name for p in args.inputs]
     if len(titles) != len(args.inputs):
-        raise BadInputError(args.titles, f"{len(titles)} titles for {len(args.inputs)} files")
+        raise BadInputError(args.output, f"{len(titles)} titles for {len(args.inputs)} files")
     rows = []
     for title, path in zip(titles, args.inputs):
         frames = -1 if args.seconds is None else int(args.seconds * audio_info(path).sample_rate)
