@@ -63,7 +63,7 @@ def test_tensorboard_has_audio_and_spectrogram_images(trained):
     assert any(t.startswith("reference/") for t in acc.Tags()["audio"])
     assert any(t.startswith("mel/") for t in acc.Tags()["images"])
     scalars = acc.Tags()["scalars"]
-    for name in ("train/mel", "train/adversarial", "train/feature_matching", "train/discriminator", "val/mel_l1"):
+    for name in ("train/mel", "train/mr_stft", "train/dc", "train/adversarial", "train/feature_matching", "train/discriminator", "val/mel_l1"):
         assert name in scalars, scalars
 
 
