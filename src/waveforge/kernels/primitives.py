@@ -5,8 +5,8 @@ weights, and MKL's packed GEMM.
 second (after every matrix product whose output the next product reads in full). A
 ``threading.Barrier`` costs tens of microseconds; this one is a monotonic counter per thread in
 shared memory (one cache line each), written with a release store and polled with acquire loads,
-about 0.5 us per meeting on two cores. After a while spinning it calls ``sched_yield`` so that a
-partner thread descheduled on the same core (a loaded machine) can run.
+about 0.5 us per meeting on two cores. After ~100 us of spinning it sleeps in short naps, so that
+on a loaded machine a waiting thread does not hold a core its late partner needs.
 
 **float16 weights.** numba has no float16 type, so weights travel as ``uint16`` bit patterns and
 :func:`half_to_float` widens them with one LLVM ``fpext`` (``vcvtph2ps`` on x86), which vectorises.
@@ -32,8 +32,12 @@ from waveforge.kernels.wavenet import numba
 
 # cache-line stride between the per-thread counters of a barrier (int64 entries)
 SYNC_STRIDE = 16
-# polls of a partner's counter before each sched_yield (~50 us)
-_SPINS_BEFORE_YIELD = 2000
+# polls of a partner's counter (x86 ``pause``: ~50 ns each) before sleeping: waits on an idle
+# machine are a few microseconds; a partner this late has lost its core to another process, and
+# sleeping frees ours for it (spinning, or sched_yield, kept two lock-step threads at 0.5x the
+# speed of one on a machine busy with a training job)
+_SPINS_BEFORE_SLEEP = 2000
+_SLEEP_US = 20
 
 # CBLAS enum values (mkl_cblas.h)
 _ROW_MAJOR, _NO_TRANS, _PACKED, _B_MATRIX = 101, 111, 151, 162
@@ -85,10 +89,13 @@ if numba is not None:
         return types.void(), codegen
 
     @intrinsic
-    def _sched_yield(typingctx):
+    def _sleep_briefly(typingctx):
+        """``usleep(_SLEEP_US)`` (POSIX)."""
+
         def codegen(context, builder, sig, args):
-            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(32), []), "sched_yield")
-            return builder.call(fn, [])
+            i32 = ir.IntType(32)
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i32, [i32]), "usleep")
+            return builder.call(fn, [ir.Constant(i32, _SLEEP_US)])
 
         return types.int32(), codegen
 
@@ -118,10 +125,18 @@ if numba is not None:
                 while _load_acquire(sync, other * SYNC_STRIDE) < epoch:
                     _spin_hint()
                     spins += 1
-                    if spins == _SPINS_BEFORE_YIELD:
-                        _sched_yield()
+                    if spins == _SPINS_BEFORE_SLEEP:
+                        _sleep_briefly()
                         spins = 0
         return epoch + 1
+
+    @numba.njit(nogil=True, cache=True, fastmath=True)
+    def read_sum(x):
+        """Sum of a float32 vector, vectorised: a pure memory-read loop for bandwidth measurements."""
+        total = np.float32(0.0)
+        for i in range(x.shape[0]):
+            total += x[i]
+        return total
 
     @intrinsic
     def half_to_float(typingctx, bits):

@@ -314,11 +314,13 @@ class _Store:
     def __call__(self, blocks: list[torch.Tensor]) -> np.ndarray:
         """Same-shape ``(N_t, K)`` row blocks of ``Linear``-style ``(out, in)`` weights -> ``(len, P)``,
         one flat ``(K, N_t)`` matrix per row (one copy each: transpose, convert, lay out)."""
-        blocks = [b.detach().cpu().float().t() for b in blocks]  # (K, N_t) views
+        blocks = [b.detach().cpu().float() for b in blocks]
         if self.dtype == "float16":
             if max(b.abs().max().item() for b in blocks) > _FLOAT16_MAX:
                 raise ValueError("a weight exceeds the float16 range; generate with weights='float32'")
-            return torch.stack(blocks).to(torch.float16).reshape(len(blocks), -1).numpy().view(np.uint16)
+            halves = torch.stack([b.to(torch.float16).t() for b in blocks])  # convert first: the transposing copy moves half the bytes
+            return halves.reshape(len(blocks), -1).numpy().view(np.uint16)
+        blocks = [b.t() for b in blocks]  # (K, N_t) views
         if self.mkl is None:
             return torch.stack(blocks).reshape(len(blocks), -1).numpy()
         n_in, n_out = blocks[0].shape
