@@ -200,23 +200,21 @@ if _wn.numba is not None:
         top_units, top_up_cols, mid_units, mid_up_cols, dim_cols, cls_cols = cols
         n_top, n_mid = h_top.shape[3], h_mid.shape[3]
         fs2, n_cls, dim = table.shape[0], table.shape[1], table.shape[2]
-        r1 = fs1 // fs2
-        me = thread
         frame_top = np.empty((batch, fs1), np.float32)
         frame_mid = np.empty((batch, fs2), np.float32)
         x_top = np.empty((batch, n_top), np.float32)
         x_mid = np.empty((batch, n_mid), np.float32)
-        n_top_units = top_units[me + 1] - top_units[me]
-        n_mid_units = mid_units[me + 1] - mid_units[me]
+        n_top_units = top_units[thread + 1] - top_units[thread]
+        n_mid_units = mid_units[thread + 1] - mid_units[thread]
         gi_top = np.empty((batch, 3 * n_top_units), np.float32)
         gh_top = np.empty((batch, 3 * n_top_units), np.float32)
         gi_mid = np.empty((batch, 3 * n_mid_units), np.float32)
         gh_mid = np.empty((batch, 3 * n_mid_units), np.float32)
-        up_top = np.empty((batch, top_up_cols[me + 1] - top_up_cols[me]), np.float32)
-        up_mid = np.empty((batch, mid_up_cols[me + 1] - mid_up_cols[me]), np.float32)
+        up_top = np.empty((batch, top_up_cols[thread + 1] - top_up_cols[thread]), np.float32)
+        up_mid = np.empty((batch, mid_up_cols[thread + 1] - mid_up_cols[thread]), np.float32)
         a = np.empty((batch, dim), np.float32)
-        d0, d1 = dim_cols[me], dim_cols[me + 1]
-        c0, c1 = cls_cols[me], cls_cols[me + 1]
+        d0, d1 = dim_cols[thread], dim_cols[thread + 1]
+        c0, c1 = cls_cols[thread], cls_cols[thread + 1]
         part = np.empty((batch, d1 - d0), np.float32)
         part_cls = np.empty((batch, c1 - c0), np.float32)
         buf = np.empty(n_cls, np.float64)
@@ -234,7 +232,7 @@ if _wn.numba is not None:
                         if has_cond:
                             x_top[b, k] += cond_frames[b, k, t // fs1]
                 epoch = _tier(x_top, h_top, (t // fs1) % 2, top_gru, top_units, top_up, top_up_cols, top_vec,
-                              gi_top, gh_top, up_top, gemm, sync, me, n_threads, epoch)
+                              gi_top, gh_top, up_top, gemm, sync, thread, n_threads, epoch)
             if t % fs2 == 0:  # middle tier: the last FS2 samples + the top tier's vector -> GRU -> FS2 vectors
                 j = (t % fs1) // fs2
                 for b in range(batch):
@@ -245,7 +243,7 @@ if _wn.numba is not None:
                     for k in range(n_mid):
                         x_mid[b, k] += b_mid_in[k] + top_vec[b, j * n_mid + k]
                 epoch = _tier(x_mid, h_mid, (t // fs2) % 2, mid_gru, mid_units, mid_up, mid_up_cols, mid_vec,
-                              gi_mid, gh_mid, up_mid, gemm, sync, me, n_threads, epoch)
+                              gi_mid, gh_mid, up_mid, gemm, sync, thread, n_threads, epoch)
             # sample tier: table rows of the last FS2 samples + the middle tier's vector -> MLP -> logits
             j = t % fs2
             for b in range(batch):
@@ -261,20 +259,20 @@ if _wn.numba is not None:
             for b in range(batch):
                 for k in range(d1 - d0):
                     hidden1[b, d0 + k] = max(part[b, k] + b1[k], np.float32(0.0))
-            epoch = _prim.barrier(sync, me, n_threads, epoch)
+            epoch = _prim.barrier(sync, thread, n_threads, epoch)
             _product(hidden1, w2, part, gemm)
             for b in range(batch):
                 for k in range(d1 - d0):
                     hidden2[b, d0 + k] = max(part[b, k] + b2[k], np.float32(0.0))
-            epoch = _prim.barrier(sync, me, n_threads, epoch)
+            epoch = _prim.barrier(sync, thread, n_threads, epoch)
             _product(hidden2, w3, part_cls, gemm)
             for b in range(batch):
                 for k in range(c1 - c0):
                     logits[b, c0 + k] = part_cls[b, k] + b3[k]
                     if teacher:
                         out_logits[t, b, c0 + k] = logits[b, c0 + k]
-            epoch = _prim.barrier(sync, me, n_threads, epoch)
-            for b in range(me, batch, n_threads):  # this thread's streams: draw (or read) the next class
+            epoch = _prim.barrier(sync, thread, n_threads, epoch)
+            for b in range(thread, batch, n_threads):  # this thread's streams: draw (or read) the next class
                 if teacher:
                     nxt = inputs[t, b]
                 else:
@@ -285,7 +283,7 @@ if _wn.numba is not None:
                 for i in range(fs1 - 1):
                     history[b, i] = history[b, i + 1]
                 history[b, fs1 - 1] = nxt
-            epoch = _prim.barrier(sync, me, n_threads, epoch)
+            epoch = _prim.barrier(sync, thread, n_threads, epoch)
         return 0
 
 
