@@ -126,6 +126,28 @@ def test_packed_weights_are_cached_until_a_parameter_changes():
     assert (after - before - 1.0).abs().max().item() <= 1e-5
 
 
+def test_bench_accounting_matches_the_model_parameters():
+    """The benchmark's FLOP and byte counts, against the paper model's own parameter counts."""
+    from waveforge.benchmarks.autoregressive import samplernn_flops_per_sample, samplernn_weight_bytes_per_step
+
+    model = SampleRNN(SampleRNNConfig.paper())
+    c = model.config
+
+    def numel(*modules, weights_only=False):
+        return sum(p.numel() for m in modules for name, p in m.named_parameters() if not weights_only or "weight" in name)
+
+    mlp_input_macs = c.frame_size * c.embedding_dim * c.mlp_hidden
+    assert samplernn_flops_per_sample(c) - samplernn_flops_per_sample(c, input_table=True) == 2 * mlp_input_macs
+    top, mid, mlp = (model.top_input, model.top_rnn, model.top_upsample), (model.mid_input, model.mid_rnn, model.mid_upsample), model.mlp
+    table_rows = c.frame_size * c.mlp_hidden
+    per_step = numel(*top) / c.top_frame_size + numel(*mid) / c.frame_size + numel(mlp) + table_rows
+    assert samplernn_weight_bytes_per_step(c) == pytest.approx(4 * per_step)
+    assert samplernn_weight_bytes_per_step(c, batch=32) == pytest.approx(4 * (per_step + 31 * table_rows))
+    large = (numel(model.top_rnn, model.top_upsample, weights_only=True) / c.top_frame_size
+             + numel(model.mid_rnn, model.mid_upsample, weights_only=True) / c.frame_size + numel(mlp, weights_only=True))
+    assert samplernn_weight_bytes_per_step(c) - samplernn_weight_bytes_per_step(c, bytes_per_weight=2) == pytest.approx(2 * large)
+
+
 def test_truncated_bptt_carries_hidden_state():
     """Two subsequences with the hidden state carried equal one pass over the whole sequence."""
     model = _model()
