@@ -227,7 +227,7 @@ class SampleRNN(nn.Module):
         ``"reference"`` (the PyTorch :meth:`step` loop) or ``"auto"`` (fast when available, on CPU).
         ``weights="float16"`` (fast path only, opt-in): the large weight matrices are stored in float16
         for generation, halving the memory traffic that bounds a single stream; products still
-        accumulate in float32, and logits differ from float32 weights by ~1e-3 relative.
+        accumulate in float32, and logits differ from float32 weights by ~1e-3 of their scale.
         """
         if cond is not None:
             n_samples = cond.shape[-1] * self.config.hop_length
@@ -236,15 +236,15 @@ class SampleRNN(nn.Module):
             raise ValueError("n_samples (or cond) is required")
         if backend not in ("auto", "fast", "reference"):
             raise ValueError(f"backend must be 'auto', 'fast' or 'reference', got {backend!r}")
-        if weights != "float32" and backend == "reference":
-            raise ValueError(f"weights={weights!r} needs the fast backend")
+        if weights != "float32" and (backend == "reference" or self.top_h0.device.type != "cpu"):
+            raise ValueError(f"weights={weights!r} needs the fast backend (on CPU)")
         if backend != "reference" and self.top_h0.device.type == "cpu":
             from waveforge.kernels import samplernn as fast
 
             if fast.available():
                 classes = fast.generate(self, n_samples, cond, temperature, top_p, batch_size, generator, weights)
                 return mu_law_decode(classes, self.config.mu_law_bits)[:, None, :]
-            if backend == "fast":
+            if backend == "fast" or weights != "float32":
                 raise RuntimeError(f"the fast SampleRNN kernel is unavailable: {fast.unavailable_reason()}")
             warnings.warn(f"SampleRNN: the fused loop is unavailable ({fast.unavailable_reason()}); using the PyTorch loop", RuntimeWarning, stacklevel=2)
         state = self.new_state(batch_size, cond, n_samples)
