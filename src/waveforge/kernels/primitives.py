@@ -5,7 +5,7 @@ weights, and MKL's packed GEMM.
 second (after every matrix product whose output the next product reads in full). A
 ``threading.Barrier`` costs tens of microseconds; this one is a monotonic counter per thread in
 shared memory (one cache line each), written with a release store and polled with acquire loads,
-about 0.5 us per meeting on two cores. After ~100 us of spinning it sleeps in short naps, so that
+about 0.5 us per meeting on two cores. After ~0.1 ms of spinning it sleeps in short naps, so that
 on a loaded machine a waiting thread does not hold a core its late partner needs.
 
 **float16 weights.** numba has no float16 type, so weights travel as ``uint16`` bit patterns and
@@ -16,6 +16,9 @@ matrix on every call and reaches ~30% of the GEMM peak; MKL's ``cblas_sgemm_pack
 ``cblas_sgemm_compute`` pack it once and reach ~60%. PyTorch's x86 wheels link MKL statically and
 export these symbols from ``libtorch_cpu``; :func:`mkl` finds them (``None`` elsewhere, and callers
 fall back to ``np.dot``) and checks one small product against numpy before trusting them.
+
+Note: numba keys a kernel's on-disk cache on the kernel's own source file, not on this one, which
+kernels inline; after editing this file, delete ``kernels/__pycache__/*.nb*``.
 """
 
 from __future__ import annotations
@@ -32,11 +35,12 @@ from waveforge.kernels.wavenet import numba
 
 # cache-line stride between the per-thread counters of a barrier (int64 entries)
 SYNC_STRIDE = 16
-# polls of a partner's counter (x86 ``pause``: ~50 ns each) before sleeping: waits on an idle
-# machine are a few microseconds; a partner this late has lost its core to another process, and
-# sleeping frees ours for it (spinning, or sched_yield, kept two lock-step threads at 0.5x the
-# speed of one on a machine busy with a training job)
-_SPINS_BEFORE_SLEEP = 2000
+# polls of a partner's counter before sleeping (x86 ``pause`` takes 16 ns on the Emerald Rapids
+# Xeon we measure on, up to ~50 ns on older parts: 0.1-0.3 ms). Waits on an idle machine are
+# shorter; a partner this late has lost its core to another process, and sleeping frees ours for
+# it (with sched_yield instead, two lock-step threads ran at half the speed of one thread on a
+# machine busy with a training job; with naps, at two thirds)
+_SPINS_BEFORE_SLEEP = 6000
 _SLEEP_US = 20
 
 # CBLAS enum values (mkl_cblas.h)
