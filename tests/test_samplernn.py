@@ -44,6 +44,110 @@ def test_generation_with_ground_truth_reproduces_training_pass(conditioned, fast
     assert (full - stepped).abs().max().item() <= 1e-4
 
 
+def _teacher_forced_case(batch: int = 3):
+    """A conditioned tiny model, ground-truth targets ``(batch, 256)``, cond, and the training pass's logits."""
+    model = _model(cond_channels=5)
+    torch.manual_seed(1)
+    targets = torch.randint(0, 256, (batch, 256))
+    cond = torch.randn(batch, 5, 256 // model.config.hop_length)
+    samples = torch.cat([torch.full((batch, model.config.top_frame_size), model.silence), targets], dim=1)
+    with torch.no_grad():
+        full = model(samples, cond=cond).logits
+    return model, targets, cond, full
+
+
+@pytest.mark.parametrize("use_mkl", [True, False], ids=["mkl-if-available", "np.dot"])
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_fast_path_threads_split_columns_exactly(n_threads, use_mkl, monkeypatch):
+    """Every thread count (3: uneven column blocks, more threads than some blocks have 16-column
+    lines) and both batched product routines reproduce the training pass, at batch 3 with cond."""
+    from waveforge.kernels import primitives
+    from waveforge.kernels import samplernn as kernel
+
+    if not kernel.available():
+        pytest.skip(kernel.unavailable_reason())
+    if not use_mkl:
+        monkeypatch.setattr(primitives, "mkl", lambda: None)
+    model, targets, cond, full = _teacher_forced_case()
+    stepped = kernel.teacher_forced(model, targets, cond, n_threads=n_threads)
+    assert (full - stepped).abs().max().item() <= 1e-4
+
+
+def test_fast_generation_is_deterministic_and_independent_of_threads():
+    """A fixed generator seed gives the same samples on every run and for any thread count (each
+    output column is computed by one thread, in the same order whatever the split)."""
+    from waveforge.kernels import samplernn as kernel
+
+    if not kernel.available():
+        pytest.skip(kernel.unavailable_reason())
+    model = _model(cond_channels=5)
+    cond = torch.randn(3, 5, 4)
+    for batch in (1, 3):
+        runs = [
+            kernel.generate(model, 128, cond[:batch], 0.9, 0.95, batch, torch.Generator().manual_seed(7), n_threads=t)
+            for t in (1, 2, 2, 3)
+        ]
+        assert runs[0].shape == (batch, 128)
+        assert all(torch.equal(runs[0], r) for r in runs[1:])
+
+
+def test_float16_weights_are_opt_in_and_close():
+    """weights="float16" (opt-in) stores the large matrices in float16 with float32 accumulation:
+    logits within 2e-3 of the training pass relative to their scale, at batch 1 (streamed product)
+    and batch 3 (tiled product)."""
+    from waveforge.kernels import samplernn as kernel
+
+    if not kernel.available():
+        pytest.skip(kernel.unavailable_reason())
+    model, targets, cond, full = _teacher_forced_case()
+    for batch in (1, 3):
+        half = kernel.teacher_forced(model, targets[:batch], cond[:batch], weights="float16", n_threads=2)
+        error = (full[:batch] - half).abs().max().item()
+        assert 0 < error <= 2e-3 * full.abs().max().item()
+    audio = model.generate(cond=cond[:1], weights="float16", generator=torch.Generator().manual_seed(0))
+    assert audio.shape == (1, 1, 256) and audio.abs().max() <= 1.0
+    with pytest.raises(ValueError, match="fast backend"):
+        model.generate(cond=cond[:1], weights="float16", backend="reference")
+    with pytest.raises(ValueError, match="weights must be"):
+        kernel.generate(model, 16, cond[:1, :, :1], 1.0, 1.0, 1, None, weights="bfloat16")
+
+
+def test_packed_weights_are_cached_until_a_parameter_changes():
+    from waveforge.kernels import samplernn as kernel
+
+    if not kernel.available():
+        pytest.skip(kernel.unavailable_reason())
+    model, targets, cond, full = _teacher_forced_case(batch=1)
+    before = kernel.teacher_forced(model, targets, cond, n_threads=2)
+    assert kernel._PACK_CACHE[model][1] is kernel._pack(model, kernel._Store("float32", None, 1), 2)
+    with torch.no_grad():
+        model.mlp[5].bias.add_(1.0)  # an in-place update, as an optimiser step makes
+    after = kernel.teacher_forced(model, targets, cond, n_threads=2)
+    assert (after - before - 1.0).abs().max().item() <= 1e-5
+
+
+def test_bench_accounting_matches_the_model_parameters():
+    """The benchmark's FLOP and byte counts, against the paper model's own parameter counts."""
+    from waveforge.benchmarks.autoregressive import samplernn_flops_per_sample, samplernn_weight_bytes_per_step
+
+    model = SampleRNN(SampleRNNConfig.paper())
+    c = model.config
+
+    def numel(*modules, weights_only=False):
+        return sum(p.numel() for m in modules for name, p in m.named_parameters() if not weights_only or "weight" in name)
+
+    mlp_input_macs = c.frame_size * c.embedding_dim * c.mlp_hidden
+    assert samplernn_flops_per_sample(c) - samplernn_flops_per_sample(c, input_table=True) == 2 * mlp_input_macs
+    top, mid, mlp = (model.top_input, model.top_rnn, model.top_upsample), (model.mid_input, model.mid_rnn, model.mid_upsample), model.mlp
+    table_rows = c.frame_size * c.mlp_hidden
+    per_step = numel(*top) / c.top_frame_size + numel(*mid) / c.frame_size + numel(mlp) + table_rows
+    assert samplernn_weight_bytes_per_step(c) == pytest.approx(4 * per_step)
+    assert samplernn_weight_bytes_per_step(c, batch=32) == pytest.approx(4 * (per_step + 31 * table_rows))
+    large = (numel(model.top_rnn, model.top_upsample, weights_only=True) / c.top_frame_size
+             + numel(model.mid_rnn, model.mid_upsample, weights_only=True) / c.frame_size + numel(mlp, weights_only=True))
+    assert samplernn_weight_bytes_per_step(c) - samplernn_weight_bytes_per_step(c, bytes_per_weight=2) == pytest.approx(2 * large)
+
+
 def test_truncated_bptt_carries_hidden_state():
     """Two subsequences with the hidden state carried equal one pass over the whole sequence."""
     model = _model()

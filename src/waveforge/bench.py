@@ -69,6 +69,28 @@ def gemm_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / best / 1e9
 
 
+def read_bandwidth_gb_per_s(megabytes: float = 256.0, threads: int | None = None, repeats: int = 3) -> float:
+    """Best-of memory read rate (GB/s): ``threads`` threads (default: PyTorch's count) each sum their
+    share of one ``megabytes`` float32 buffer with a vectorised numba loop. 256 MB is well beyond a
+    typical L3, so this is the DRAM rate a weight-streaming loop can hope for; a few MB measures a
+    cache level instead. NaN when numba is missing."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    from waveforge.kernels import primitives
+
+    if not hasattr(primitives, "read_sum"):
+        return float("nan")
+    threads = threads or torch.get_num_threads()
+    data = np.ones(int(megabytes * 1e6 / 4), np.float32)
+    parts = np.array_split(data, threads)
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(primitives.read_sum, parts))  # compile, and fault the pages in
+        best = min(_timed(lambda: list(pool.map(primitives.read_sum, parts))) for _ in range(repeats))
+    return data.nbytes / best / 1e9
+
+
 def _timed(fn) -> float:
     t0 = time.perf_counter()
     fn()

@@ -219,11 +219,15 @@ class SampleRNN(nn.Module):
         progress: bool = False,
         generator: torch.Generator | None = None,
         backend: str = "auto",
+        weights: str = "float32",
     ) -> torch.Tensor:
         """Sample ``(B, 1, n_samples)`` audio in [-1, 1]; with ``cond (B, C, F)``, ``n_samples = F * hop``.
 
         ``backend``: ``"fast"`` (the fused numba loop in :mod:`waveforge.kernels.samplernn`),
         ``"reference"`` (the PyTorch :meth:`step` loop) or ``"auto"`` (fast when available, on CPU).
+        ``weights="float16"`` (fast path only, opt-in): the large weight matrices are stored in float16
+        for generation, halving the memory traffic that bounds a single stream; products still
+        accumulate in float32, and logits differ from float32 weights by ~1e-3 of their scale.
         """
         if cond is not None:
             n_samples = cond.shape[-1] * self.config.hop_length
@@ -232,13 +236,15 @@ class SampleRNN(nn.Module):
             raise ValueError("n_samples (or cond) is required")
         if backend not in ("auto", "fast", "reference"):
             raise ValueError(f"backend must be 'auto', 'fast' or 'reference', got {backend!r}")
+        if weights != "float32" and (backend == "reference" or self.top_h0.device.type != "cpu"):
+            raise ValueError(f"weights={weights!r} needs the fast backend (on CPU)")
         if backend != "reference" and self.top_h0.device.type == "cpu":
             from waveforge.kernels import samplernn as fast
 
             if fast.available():
-                classes = fast.generate(self, n_samples, cond, temperature, top_p, batch_size, generator)
+                classes = fast.generate(self, n_samples, cond, temperature, top_p, batch_size, generator, weights)
                 return mu_law_decode(classes, self.config.mu_law_bits)[:, None, :]
-            if backend == "fast":
+            if backend == "fast" or weights != "float32":
                 raise RuntimeError(f"the fast SampleRNN kernel is unavailable: {fast.unavailable_reason()}")
             warnings.warn(f"SampleRNN: the fused loop is unavailable ({fast.unavailable_reason()}); using the PyTorch loop", RuntimeWarning, stacklevel=2)
         state = self.new_state(batch_size, cond, n_samples)
