@@ -184,3 +184,14 @@ def test_symlinked_year_folder_is_allowed(tmp_path):
     (root / "2018").symlink_to(tmp_path / "elsewhere/2018", target_is_directory=True)
     shutil.copy(tmp_path / "elsewhere/maestro-v3.0.0.csv", root)
     assert check_dataset(root, progress=False).pieces == 3
+
+
+def test_data_list_prints_a_splits_files(tiny_corpus, capsys):
+    """`waveforge data list` (the recipes' run.sh use it to pick held-out pieces)."""
+    from waveforge.cli import main as cli_main
+
+    index = MaestroIndex(tiny_corpus)
+    assert cli_main(["data", "list", str(tiny_corpus), "--split", "test"]) == 0
+    assert capsys.readouterr().out.split() == [str(r.audio_path) for r in index.split("test")]
+    assert cli_main(["data", "list", str(tiny_corpus), "--split", "validation", "--midi"]) == 0
+    assert capsys.readouterr().out.split() == [str(r.midi_path) for r in index.split("validation")]

@@ -17,15 +17,10 @@ waveforge data check "$data"
 waveforge fit --config "$here/$recipe.yaml" --data.root "$data" --trainer.default_root_dir "$run"
 waveforge export "$run/checkpoints/last.ckpt" -o "$run/model.safetensors"
 
-first_test=$(python3 - "$data" <<'PY'
-import csv, sys
-rows = [r for r in csv.DictReader(open(f"{sys.argv[1]}/maestro-v3.0.0.csv")) if r["split"] == "test"]
-print(rows[0]["audio_filename"][:-4])
-PY
-)
+# the first held-out piece, vocoded (or, for the piano-roll recipe, rendered from its MIDI)
 if [ "$recipe" = maestro-midi ]; then
-  waveforge render "$run/model.safetensors" "$data/$first_test.midi" -o "$run/rendered.wav"
+  waveforge render "$run/model.safetensors" "$(waveforge data list "$data" --midi | head -n 1)" -o "$run/rendered.wav"
 else
-  waveforge vocode "$run/model.safetensors" "$data/$first_test.wav" -o "$run/vocoded"
+  waveforge vocode "$run/model.safetensors" "$(waveforge data list "$data" | head -n 1)" -o "$run/vocoded"
 fi
 waveforge eval "$run/model.safetensors" --data "$data" --split test -o "$run/eval.json"

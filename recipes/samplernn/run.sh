@@ -1,10 +1,20 @@
 #!/usr/bin/env bash
-# Train, export and sample a SampleRNN.  Usage: recipes/samplernn/run.sh [smoke|maestro] DATA_ROOT
+# SampleRNN end to end: data -> fit -> export -> sample -> eval (NLL beside baselines).
+#   recipes/samplernn/run.sh [cpu|smoke|maestro] [DATA_ROOT]
+# Without DATA_ROOT a MAESTRO-like corpus is synthesised offline into corpus/.
 set -euo pipefail
-recipe="${1:-smoke}"
-root="${2:-corpus}"
-run="runs/samplernn-${recipe}"
-waveforge fit --config "recipes/samplernn/${recipe}.yaml" --data.root "${root}" --trainer.default_root_dir "${run}"
-waveforge export "${run}/checkpoints/last.ckpt" -o "${run}/samplernn.safetensors"
-waveforge sample "${run}/samplernn.safetensors" --seconds 2 -o "${run}/sample.wav"
-echo "model: ${run}/samplernn.safetensors  sample: ${run}/sample.wav"
+recipe=${1:-cpu}
+data=${2:-}
+here=$(cd "$(dirname "$0")" && pwd)
+run=runs/samplernn-$recipe
+
+if [ -z "$data" ]; then
+  data=corpus
+  [ -f "$data/maestro-v3.0.0.csv" ] || waveforge data synth "$data" --minutes 20 --sample-rate 22050
+fi
+waveforge data check "$data"
+
+waveforge fit --config "$here/$recipe.yaml" --data.root "$data" --trainer.default_root_dir "$run"
+waveforge export "$run/checkpoints/last.ckpt" -o "$run/model.safetensors"
+waveforge sample "$run/model.safetensors" --seconds 4 --seed 0 -o "$run/sample.wav"
+waveforge eval "$run/model.safetensors" --data "$data" --split test -o "$run/eval.json"

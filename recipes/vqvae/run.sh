@@ -46,13 +46,8 @@ stage upsampler-0 prior 0 "$prior_steps" --data.segment_length "$prior_segment"
 waveforge export "$previous" -o "$run/model.safetensors"
 waveforge sample "$run/model.safetensors" --seconds 4 --seed 0 -o "$run/sample.wav"
 
-first_test=$(python3 - "$data" <<'PY'
-import csv, sys
-rows = [r for r in csv.DictReader(open(f"{sys.argv[1]}/maestro-v3.0.0.csv")) if r["split"] == "test"]
-print(rows[0]["audio_filename"])
-PY
-)
-waveforge encode "$run/model.safetensors" "$data/$first_test" -o "$run/test-codes.npz"
+first_test=$(waveforge data list "$data" | head -n 1)
+waveforge encode "$run/model.safetensors" "$first_test" -o "$run/test-codes.npz"
 for level in 0 1 2; do
   waveforge decode "$run/model.safetensors" "$run/test-codes.npz" --level "$level" -o "$run/test-decoded-level$level.wav"
 done

@@ -64,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("root", type=Path)
     p.add_argument("--tolerance", type=float, default=1.0, help="allowed duration mismatch in seconds (default 1)")
     p.set_defaults(func=_cmd_data_check)
+    p = data.add_parser("list", help="print a split's audio (or MIDI) paths, one per line")
+    p.add_argument("root", type=Path)
+    p.add_argument("--split", default="test", choices=("train", "validation", "test"), help="default test")
+    p.add_argument("--midi", action="store_true", help="the MIDI files instead of the audio")
+    p.set_defaults(func=_cmd_data_list)
 
     p = sub.add_parser("fit", help="train with a recipe (LightningCLI; --help lists every option)", add_help=False)
     p.set_defaults(func=None)
@@ -163,6 +168,17 @@ def _cmd_data_check(args) -> int:
 
     summary = check_dataset(args.root, tolerance=args.tolerance, progress=True)
     print(summary.format())
+    return 0
+
+
+def _cmd_data_list(args) -> int:
+    from waveforge.data.maestro import MaestroIndex
+
+    records = MaestroIndex(args.root).split(args.split)
+    if not records:
+        raise BadInputError(args.root, f"split {args.split!r} has no pieces")
+    for record in records:
+        print(record.midi_path if args.midi else record.audio_path)
     return 0
 
 
