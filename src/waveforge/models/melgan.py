@@ -22,6 +22,8 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
+from waveforge.nn.upsample import init_transposed_conv_
+
 __all__ = [
     "CombinedDiscriminator",
     "DiscriminatorOutput",
@@ -162,26 +164,6 @@ class ResidualUnit(nn.Module):
         return self.shortcut(x) + h
 
 
-def _init_without_checkerboard(conv: nn.ConvTranspose1d) -> None:
-    """Make every output phase of a stride-r, kernel-2r transposed conv start with the same weights.
-
-    Output sample ``o`` of such a conv sums taps ``k`` and ``k + r`` with ``k = (o + padding) mod r``,
-    so a constant input gives an output of period r (an r-sample pattern repeated: at the last
-    stage, a buzz at multiples of sample_rate / hop) unless ``w[k] + w[k + r]`` is the same for every
-    phase k. Setting taps ``0..r-1`` to one random tap and ``r..2r-1`` to another makes them equal
-    (Odena et al. 2016, "Deconvolution and checkerboard artifacts"; Aitken et al. 2017): the
-    generator starts without the artifact instead of spending its first thousands of steps unlearning it.
-    """
-    r = conv.stride[0]
-    # Each output sums 2 taps x in_channels inputs, which come through a LeakyReLU: He-scale them
-    # so that the signal keeps its variance through every stage (PyTorch's default, sized for
-    # out_channels x 2r inputs, shrinks it by ~r/0.35 per stage).
-    gain = nn.init.calculate_gain("leaky_relu", 0.2)
-    std = gain / math.sqrt(2 * conv.in_channels)
-    with torch.no_grad():  # weight: (in, out, 2r)
-        conv.weight.copy_((torch.randn_like(conv.weight[:, :, :2]) * std).repeat_interleave(r, dim=2))
-
-
 class UpsampleStage(nn.Module):
     """LeakyReLU, upsampling by ``factor`` halving channels, residual stack: ``(B, C, L) -> (B, C/2, L*factor)``.
 
@@ -209,7 +191,7 @@ class UpsampleStage(nn.Module):
         else:
             k, p, op = _transposed_conv_geometry(factor)
             upsample = nn.ConvTranspose1d(in_channels, out_channels, k, stride=factor, padding=p, output_padding=op)
-            _init_without_checkerboard(upsample)
+            init_transposed_conv_(upsample, 0.2)
             self.upsample = weight_norm(upsample)
         self.residuals = nn.ModuleList(ResidualUnit(out_channels, d, kernel_size, slope) for d in dilations)
 

@@ -8,6 +8,26 @@ import torch
 from torch import nn
 
 
+def init_transposed_conv_(conv: nn.ConvTranspose1d, leaky_slope: float) -> None:
+    """Scale-preserving, checkerboard-free initialisation of a stride-r transposed conv with kernel
+    ``2r`` (each output sums 2 taps per input channel) or ``r`` (1 tap), in place.
+
+    Output sample ``o`` sums taps ``k`` (and ``k + r``) with ``k = (o + padding) mod r``, so a constant
+    input gives an output of period r unless every phase k starts with the same weights; taps
+    ``0..r-1`` get one random tap and ``r..2r-1`` another (Odena et al. 2016, "Deconvolution and
+    checkerboard artifacts"). The taps are He-scaled for the LeakyReLU beside the conv, so the signal
+    keeps its variance through every stage: PyTorch's default, sized for ``out_channels x kernel``
+    inputs, shrinks it by ~sqrt(3r) per stage.
+    """
+    r, kernel = conv.stride[0], conv.kernel_size[0]
+    if kernel not in (r, 2 * r):
+        raise ValueError(f"expected kernel stride or 2 x stride, got kernel {kernel}, stride {r}")
+    taps = kernel // r
+    std = nn.init.calculate_gain("leaky_relu", leaky_slope) / math.sqrt(taps * conv.in_channels)
+    with torch.no_grad():  # weight: (in, out, kernel)
+        conv.weight.copy_((torch.randn_like(conv.weight[:, :, :taps]) * std).repeat_interleave(r, dim=2))
+
+
 def _default_scales(hop_length: int) -> list[int]:
     """Factor ``hop_length`` into small upsampling steps (e.g. 256 -> [4, 4, 4, 4])."""
     scales, rest = [], hop_length
@@ -45,6 +65,7 @@ class ConditionUpsampler(nn.Module):
         hidden = hidden_channels or out_channels
         self.hop_length = hop_length
         self.scales = scales
+        self.leaky_slope = 0.4
         self.pre = nn.Conv1d(in_channels, hidden, kernel_size=3, padding=1)
         layers: list[nn.Module] = []
         for i, s in enumerate(scales):
@@ -53,8 +74,15 @@ class ConditionUpsampler(nn.Module):
                 layers.append(nn.ConvTranspose1d(hidden, ch_out, kernel_size=2 * s, stride=s, padding=s // 2))
             else:
                 layers.append(nn.ConvTranspose1d(hidden, ch_out, kernel_size=s, stride=s))
-            layers.append(nn.LeakyReLU(0.4))
+            layers.append(nn.LeakyReLU(self.leaky_slope))
+            init_transposed_conv_(layers[-2], self.leaky_slope)
         self.up = nn.Sequential(*layers)
+        # A uniform offset of every input channel (the log-mel's large mean, about -6) gives no output,
+        # so what reaches the model at the start is the features' variation, at about their own scale.
+        # With PyTorch's default initialisation the log-mel arrived at ~1/180 of its scale and the
+        # trained WaveNet and DiffWave ignored it (the same likelihood with another piece's mel).
+        with torch.no_grad():
+            self.pre.weight.sub_(self.pre.weight.mean(dim=(1, 2), keepdim=True))
 
     def forward(self, cond: torch.Tensor) -> torch.Tensor:
         n_frames = cond.shape[-1]
