@@ -19,11 +19,8 @@ case "$recipe" in  # per-stage budgets: crops long enough to fill the priors' co
   *) echo "unknown recipe $recipe (smoke, cpu, maestro)" >&2; exit 2 ;;
 esac
 
-if [ -z "$data" ]; then
-  data=corpus
-  [ -f "$data/maestro-v3.0.0.csv" ] || waveforge data synth "$data" --minutes 20 --sample-rate 22050
-fi
-waveforge data check "$data"
+source "$here/../stages.sh"
+prepare_data
 
 previous=""
 stage() {  # NAME STAGE LEVEL STEPS [more fit arguments]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # WaveNet end to end: data -> fit -> export -> vocode / render -> eval (NLL beside baselines).
 #   recipes/wavenet/run.sh [cpu|smoke|maestro|maestro-midi] [DATA_ROOT]
-# Without DATA_ROOT a MAESTRO-like corpus is synthesised offline into corpus/.
+# Without DATA_ROOT a MAESTRO-like corpus is synthesised offline into corpus/ (recipes/stages.sh).
 # Autoregressive synthesis is slow for the paper-size model (~200 samples/s on 2 CPU cores),
 # so eval synthesises 10 s of two test pieces.
 set -euo pipefail
@@ -10,19 +10,10 @@ data=${2:-}
 here=$(cd "$(dirname "$0")" && pwd)
 run=runs/wavenet-$recipe
 
-if [ -z "$data" ]; then
-  data=corpus
-  [ -f "$data/maestro-v3.0.0.csv" ] || waveforge data synth "$data" --minutes 20 --sample-rate 22050
-fi
-waveforge data check "$data"
+source "$here/../stages.sh"
+prepare_data
 
-waveforge fit --config "$here/$recipe.yaml" --data.root "$data" --trainer.default_root_dir "$run"
-waveforge export "$run/checkpoints/last.ckpt" -o "$run/model.safetensors"
+fit_and_export
 
-# the first held-out piece, vocoded (or, for the piano-roll recipe, rendered from its MIDI)
-if [ "$recipe" = maestro-midi ]; then
-  waveforge render "$run/model.safetensors" "$(waveforge data list "$data" --midi | head -n 1)" -o "$run/rendered.wav"
-else
-  waveforge vocode "$run/model.safetensors" "$(waveforge data list "$data" | head -n 1)" -o "$run/vocoded"
-fi
+synthesise_first_test_piece
 waveforge eval "$run/model.safetensors" --data "$data" --split test --max-pieces 2 -o "$run/eval.json"
