@@ -180,8 +180,16 @@ class DiffWave(nn.Module):
             precompute_layers = B * T * L * R2 * up.element_size() <= 1 << 30
         if not precompute_layers:
             return DiffWaveCondition(upsampled=up)
-        layers = torch.addmm(self.cond_bias, up.reshape(B * T, -1), self.cond_weight)  # (B*T, L*2R)
-        return DiffWaveCondition(layers=layers.view(B, T, L, R2).permute(2, 0, 1, 3).contiguous())  # (L, B, T, 2R)
+        if torch.is_grad_enabled():
+            layers = torch.addmm(self.cond_bias, up.reshape(B * T, -1), self.cond_weight)  # (B*T, L*2R)
+            return DiffWaveCondition(layers=layers.view(B, T, L, R2).permute(2, 0, 1, 3).contiguous())  # (L, B, T, 2R)
+        # sampling: each layer's product written straight into its slice, with no (B*T, L*2R)
+        # intermediate and no permuting copy (together ~2/3 of this call's time at 170 MB per 0.5 s)
+        layers = up.new_empty(L, B * T, R2)
+        flat = up.reshape(B * T, -1)
+        for l in range(L):
+            torch.addmm(self.cond_bias[l * R2 : (l + 1) * R2], flat, self.cond_weight[:, l * R2 : (l + 1) * R2], out=layers[l])
+        return DiffWaveCondition(layers=layers.view(L, B, T, R2))  # (L, B, T, 2R)
 
     def forward(self, x: Tensor, c_noise: Tensor, cond: Tensor | DiffWaveCondition | None = None) -> Tensor:
         """``x: (B, 1, T)``, ``c_noise: (B,)``, ``cond: (B, C, T // hop)`` or prepared -> ``(B, 1, T)``.
