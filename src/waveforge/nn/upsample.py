@@ -77,10 +77,11 @@ class ConditionUpsampler(nn.Module):
             layers.append(nn.LeakyReLU(self.leaky_slope))
             init_transposed_conv_(layers[-2], self.leaky_slope)
         self.up = nn.Sequential(*layers)
-        # A uniform offset of every input channel (the log-mel's large mean, about -6) gives no output,
-        # so what reaches the model at the start is the features' variation, at about their own scale.
-        # With PyTorch's default initialisation the log-mel arrived at ~1/180 of its scale and the
-        # trained WaveNet and DiffWave ignored it (the same likelihood with another piece's mel).
+        # A uniform offset of every input channel (the log-mel's large mean, -6 to -7 on piano) gives
+        # no output, so what reaches the model at the start is the features' variation, at about their
+        # own scale. With PyTorch's default initialisation the log-mel arrived at 1/40-1/180 of its
+        # scale and the trained WaveNet, DiffWave and WaveGlow ignored it (the same likelihood or
+        # denoising error with another piece's mel).
         with torch.no_grad():
             self.pre.weight.sub_(self.pre.weight.mean(dim=(1, 2), keepdim=True))
 
