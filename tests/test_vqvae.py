@@ -252,6 +252,77 @@ def test_prior_stage_needs_trained_autoencoders_and_loads_previous_stage(tmp_pat
         _task(stage="prior", level=0, codebook_size=32, init_from=str(tmp_path / "ae.safetensors")).setup("fit")
 
 
+def test_restart_threshold_per_level():
+    task = _task(restart_threshold=[1.0, 0.1])
+    assert [level.quantizer.restart_threshold for level in task.model.levels] == [1.0, 0.1]
+    assert [c.restart_threshold for c in task.model.config.levels] == [1.0, 0.1]
+    with pytest.raises(ValueError, match="one value per level"):
+        _task(restart_threshold=[1.0, 0.1, 0.1])
+
+
+def _stage_file(path, trained_level, seed, **overrides):
+    torch.manual_seed(seed)
+    task = _task(stage="autoencoder", level=trained_level, **overrides)
+    task.model.trained[trained_level, 0] = 5 + trained_level
+    return save_model_file(path, task.model_file()), task.model.state_dict()
+
+
+def test_init_from_several_files_takes_each_part_from_the_file_that_trained_it(tmp_path):
+    first, first_state = _stage_file(tmp_path / "ae0.safetensors", 0, seed=1)
+    second, second_state = _stage_file(tmp_path / "ae1.safetensors", 1, seed=2)
+    task = _task(stage="prior", level=0, init_from=[str(first), str(second)])
+    task.setup("fit")
+    state = task.model.state_dict()
+    for key in state:
+        if key.startswith("levels.0."):
+            assert torch.equal(state[key], first_state[key]), key
+        if key.startswith("levels.1."):
+            assert torch.equal(state[key], second_state[key]), key
+    assert task.model.trained.tolist() == [[5, 0], [6, 0]]
+    # the order decides only between files that trained the same part
+    both = _task(stage="prior", level=0, init_from=[str(second), str(first)])
+    both.setup("fit")
+    assert torch.equal(both.model.levels[0].quantizer.codebook, first_state["levels.0.quantizer.codebook"])
+
+
+def test_training_only_settings_are_checked_only_where_the_file_trained_the_level(tmp_path):
+    path, _ = _stage_file(tmp_path / "ae0.safetensors", 0, seed=1)  # level 0 trained at threshold 1.0, level 1 not
+    _task(stage="autoencoder", level=1, restart_threshold=[1.0, 0.1], init_from=str(path)).setup("fit")
+    _task(stage="autoencoder", level=0, restart_threshold=[0.5, 1.0], init_from=str(path)).setup("fit")  # retrains level 0
+    with pytest.raises(ValueError, match=r"levels.*restart_threshold"):
+        _task(stage="autoencoder", level=1, restart_threshold=[0.5, 1.0], init_from=str(path)).setup("fit")
+    with pytest.raises(ValueError, match="model config differs"):
+        _task(stage="autoencoder", level=1, width=16, init_from=str(path)).setup("fit")
+
+
+def _stage_checkpoint(path, stage, level, seed):
+    """A checkpoint as Lightning writes it, of a stage that trained its part for a few steps."""
+    import lightning as L
+
+    from waveforge.tasks.base import TASK_KEY
+
+    torch.manual_seed(seed)
+    task = _task(stage=stage, level=level)
+    task.model.trained[level, 0 if stage == "autoencoder" else 1] = 3
+    torch.save({"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams), "pytorch-lightning_version": L.__version__,
+                TASK_KEY: "waveforge.tasks.vqvae.VQVAETask"}, path)
+    return task.model.state_dict()
+
+
+def test_export_merges_stages_trained_in_parallel(tmp_path):
+    ae = _stage_checkpoint(tmp_path / "ae.ckpt", "autoencoder", 0, seed=1)
+    up = _stage_checkpoint(tmp_path / "up.ckpt", "prior", 0, seed=2)
+    out = tmp_path / "merged.safetensors"
+    assert main(["export", str(tmp_path / "ae.ckpt"), str(tmp_path / "up.ckpt"), "-o", str(out)]) == 0
+    merged = read_model_file(out)
+    assert merged.extra["trained"] == [[3, 3], [0, 0]]
+    for key, value in merged.state_dict.items():
+        if key.startswith("levels.0."):
+            assert torch.equal(value, ae[key]), key
+        if key.startswith("upsamplers.0."):
+            assert torch.equal(value, up[key]), key
+
+
 # ------------------------------------------------------------------ CLI
 @pytest.fixture
 def tiny_model_file(tmp_path):

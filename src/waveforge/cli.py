@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=None)
 
     p = sub.add_parser("export", help="Lightning checkpoint -> .safetensors model")
-    p.add_argument("checkpoint", type=Path)
+    p.add_argument("checkpoint", type=Path, nargs="+",
+                   help="one checkpoint; or several VQ-VAE stages trained in parallel, each part from the last that trained it")
     p.add_argument("-o", "--output", type=Path, required=True)
     p.set_defaults(func=_cmd_export)
 
@@ -185,7 +186,7 @@ def _cmd_data_list(args) -> int:
 def _cmd_export(args) -> int:
     from waveforge.tasks.export import export_checkpoint
 
-    path = export_checkpoint(args.checkpoint, args.output)
+    path = export_checkpoint(args.checkpoint if len(args.checkpoint) > 1 else args.checkpoint[0], args.output)
     print(f"wrote {path}")
     return 0
 

@@ -147,7 +147,10 @@ class VectorQuantizer(nn.Module):
     def _seed_all(self, flat: torch.Tensor) -> None:
         chosen = _broadcast(flat[torch.randint(0, flat.shape[0], (self.codebook_size,), device=flat.device)])
         self.codebook.copy_(chosen)
-        self.cluster_size.fill_(max(self.restart_threshold, 1.0))
+        # seeded codes count as just alive, so a code the moving encoder leaves behind restarts on the
+        # next step. Counting them as more (1 with a threshold of 0.1) let the encoder collapse onto a
+        # few codes for the ~230 steps the unused ones took to decay below the threshold.
+        self.cluster_size.fill_(self.restart_threshold if self.restart_threshold > 0 else 1.0)
         self.embed_sum.copy_(chosen * self.cluster_size[:, None])
         self.initialised.fill_(True)
 

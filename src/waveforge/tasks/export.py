@@ -40,7 +40,22 @@ def load_task(checkpoint: str | os.PathLike, map_location: str = "cpu") -> Wavef
     return task_cls.load_from_checkpoint(path, map_location=map_location)
 
 
-def export_checkpoint(checkpoint: str | os.PathLike, output: str | os.PathLike) -> Path:
-    task = load_task(checkpoint)
+def export_checkpoint(checkpoint: str | os.PathLike | list, output: str | os.PathLike) -> Path:
+    """Write the model of one checkpoint, or merge several stages of a VQ-VAE hierarchy.
+
+    Several checkpoints are only meaningful for a hierarchy whose stages trained in parallel: each
+    part is taken from the last checkpoint that trained it (:meth:`VQVAETask.load_previous_stage`).
+    """
+    checkpoints = list(checkpoint) if isinstance(checkpoint, (list, tuple)) else [checkpoint]
+    task = load_task(checkpoints[-1])
+    if len(checkpoints) > 1:
+        from waveforge.tasks.vqvae import VQVAETask
+
+        if not isinstance(task, VQVAETask):
+            raise BadInputError(checkpoints[-1], f"only VQ-VAE stages can be merged; this is a {task.family} checkpoint")
+        try:
+            task.load_previous_stage(checkpoints)
+        except ValueError as e:
+            raise BadInputError(checkpoints[-1], str(e)) from None
     task.eval()
     return save_model_file(output, task.model_file())

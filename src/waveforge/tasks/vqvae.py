@@ -15,6 +15,10 @@ optimiser, and everything else stays frozen in eval mode (so no other codebook m
 stage's checkpoint therefore holds all parts, and ``waveforge export`` of it writes the complete
 model; ``trained`` in the model file's ``extra`` records the steps each part had.
 
+Stages that do not depend on each other may run in parallel (for example the level-0 upsampler,
+which needs autoencoders 0 and 1, beside autoencoder 2 and the top prior). ``init_from`` then lists
+several files, and each part comes from the last listed file that trained it.
+
 Loss weights are data (``loss_weights``): the autoencoder loss is
 ``l1 |x - x^| + l2 (x - x^)^2 + mr_stft L_MRSTFT + commitment beta ||z - sg(e)||^2`` for a
 feed-forward decoder and ``nll + commitment`` for a WaveNet decoder; every term is logged by name,
@@ -38,6 +42,8 @@ from waveforge.tasks.base import WaveformTask
 
 DEFAULT_LOSS_WEIGHTS = {"l1": 1.0, "l2": 0.0, "mr_stft": 1.0, "commitment": 1.0, "nll": 1.0}
 STAGES = ("autoencoder", "prior")
+#: quantiser settings that shape training only: they may differ for a level a loaded file did not train
+TRAINING_ONLY_LEVEL_KEYS = ("beta", "ema_decay", "ema_epsilon", "restart_threshold")
 
 
 class VQVAETask(WaveformTask):
@@ -45,10 +51,16 @@ class VQVAETask(WaveformTask):
 
     Args:
         stage, level: what this run trains (see the module docstring).
-        init_from: checkpoint or model file of the previous stage; its model config must equal this one.
+        init_from: checkpoint or model file of the previous stage, or a list of them (each part comes from
+            the last file that trained it). Architectures must equal this one's; a level's training-only
+            quantiser settings (beta, EMA, restart threshold) must equal this one's where that file
+            trained the level, except for the level this stage retrains.
         hops: samples per code of each level, finest first (Jukebox: 8, 32, 128).
         stride, codebook_size, code_dim, width, depth, dilation_growth: every level's autoencoder.
-        beta, ema_decay, ema_epsilon, restart_threshold: the quantisers (commitment weight, EMA, restarts).
+        beta, ema_decay, ema_epsilon: the quantisers (commitment weight, EMA).
+        restart_threshold: EMA usage per batch below which a code is restarted; one value, or one per
+            level. It counts vectors per batch, so a level with fewer vectors per code per batch
+            (a coarser hop) needs a lower one to avoid restarting live codes.
         decoder: ``"feedforward"`` or ``"wavenet"`` (hierarchical WaveNet; ``wavenet`` = WaveNetConfig overrides).
         top_prior, upsampler: :class:`PriorConfig` overrides (width, layers, heads, context, dropout...).
         loss_weights: ``l1``, ``l2``, ``mr_stft``, ``commitment``, ``nll`` (WaveNet decoder).
@@ -63,7 +75,7 @@ class VQVAETask(WaveformTask):
         feature: dict | None = None,
         stage: Literal["autoencoder", "prior"] = "autoencoder",
         level: int = 0,
-        init_from: str | None = None,
+        init_from: str | list[str] | None = None,
         hops: list[int] = [8, 32, 128],
         stride: int = 2,
         codebook_size: int = 2048,
@@ -74,7 +86,7 @@ class VQVAETask(WaveformTask):
         beta: float = 0.02,
         ema_decay: float = 0.99,
         ema_epsilon: float = 1e-5,
-        restart_threshold: float = 1.0,
+        restart_threshold: float | list[float] = 1.0,
         decoder: Literal["feedforward", "wavenet"] = "feedforward",
         wavenet: dict | None = None,
         top_prior: dict | None = None,
@@ -95,13 +107,16 @@ class VQVAETask(WaveformTask):
         if unknown:
             raise ValueError(f"unknown loss term(s) {sorted(unknown)}; known: {sorted(DEFAULT_LOSS_WEIGHTS)}")
         self.loss_weights = {**DEFAULT_LOSS_WEIGHTS, **(loss_weights or {})}
+        thresholds = list(restart_threshold) if isinstance(restart_threshold, (list, tuple)) else [restart_threshold] * len(hops)
+        if len(thresholds) != len(hops):
+            raise ValueError(f"restart_threshold needs one value per level ({len(hops)}), got {len(thresholds)}")
         levels = [
             VQVAELevelConfig(
                 hop_length=h, stride=stride, codebook_size=codebook_size, code_dim=code_dim, width=width, depth=depth,
                 dilation_growth=dilation_growth, beta=beta, ema_decay=ema_decay, ema_epsilon=ema_epsilon,
-                restart_threshold=restart_threshold, decoder=decoder, wavenet=wavenet,
+                restart_threshold=threshold, decoder=decoder, wavenet=wavenet,
             )
-            for h in hops
+            for h, threshold in zip(hops, thresholds)
         ]
         config = VQVAEConfig(levels=levels, top_prior=PriorConfig(**(top_prior or {})), upsampler=PriorConfig(**(upsampler or {})))
         if not 0 <= level < len(levels):
@@ -141,26 +156,59 @@ class VQVAETask(WaveformTask):
         for p in self.trained_module.parameters():
             p.requires_grad_(True)
 
-    def load_previous_stage(self, path: str | Path) -> None:
-        """Load every part of the hierarchy from a checkpoint or model file with the same config."""
-        path = Path(path)
+    def load_previous_stage(self, paths: str | Path | list[str | Path]) -> None:
+        """Load the hierarchy trained so far from one checkpoint or model file, or from several.
+
+        With several files, each part (a level's autoencoder, a prior) comes from the last file in
+        which it has training steps; a part no file trained keeps the first file's weights.
+        """
+        paths = [Path(p) for p in (paths if isinstance(paths, (list, tuple)) else [paths])]
+        if not paths:
+            raise ValueError("init_from lists no files")
+        sources = [(path, *self._read_stage(path)) for path in paths]
+        mine = self.model.config.to_dict()
+        state = dict(sources[0][2])
+        trained = torch.zeros_like(self.model.trained)
+        for path, config, file_state in sources:
+            file_trained = file_state["trained"]
+            self._check_stage_config(path, config, mine, file_trained)
+            for level in range(len(self.model.levels)):
+                for kind, prefix in ((0, f"levels.{level}."), (1, self._prior_prefix(level))):
+                    if int(file_trained[level, kind]) > 0:
+                        state.update({k: v for k, v in file_state.items() if k.startswith(prefix)})
+                        trained[level, kind] = file_trained[level, kind]
+        state["trained"] = trained
+        self.model.load_state_dict(state)
+
+    def _prior_prefix(self, level: int) -> str:
+        return "top_prior." if level == self.model.top_level else f"upsamplers.{level}."
+
+    def _read_stage(self, path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
         if path.suffix == ".safetensors":
             mf = read_model_file(path)
             if mf.family != self.family:
                 raise ValueError(f"{path}: a {mf.family} model, not a vqvae hierarchy")
-            config, state = mf.model_config, mf.state_dict
-        else:
-            from waveforge.tasks.export import load_task
+            return mf.model_config, mf.state_dict
+        from waveforge.tasks.export import load_task
 
-            previous = load_task(path)
-            if not isinstance(previous, VQVAETask):
-                raise ValueError(f"{path}: written by {type(previous).__name__}, not VQVAETask")
-            config, state = previous.model.config.to_dict(), previous.model.state_dict()
-        mine = self.model.config.to_dict()
+        previous = load_task(path)
+        if not isinstance(previous, VQVAETask):
+            raise ValueError(f"{path}: written by {type(previous).__name__}, not VQVAETask")
+        return previous.model.config.to_dict(), previous.model.state_dict()
+
+    def _check_stage_config(self, path: Path, config: dict, mine: dict, file_trained: torch.Tensor) -> None:
+        """Architectures must match; a level's training-only settings only where that file trained
+        the level and this stage does not retrain it (they say how the loaded weights were made)."""
+        config, mine = _copy_levels(config), _copy_levels(mine)
+        for level, (theirs, ours) in enumerate(zip(config.get("levels", []), mine["levels"])):
+            retrained_here = self.stage == "autoencoder" and level == self.level
+            if retrained_here or int(file_trained[level, 0]) == 0:
+                for key in TRAINING_ONLY_LEVEL_KEYS:
+                    theirs.pop(key, None)
+                    ours.pop(key, None)
         if config != mine:
             diff = _dict_diff(config, mine)
             raise ValueError(f"{path}: model config differs from this stage's ({diff}); use the same model settings in every stage")
-        self.model.load_state_dict(state)
 
     def _check_prerequisites(self) -> None:
         if self.stage != "prior":
@@ -300,6 +348,10 @@ class VQVAETask(WaveformTask):
             state_dict=self.model.state_dict(),
             extra={"trained": self.model.trained.tolist(), "last_stage": self.stage, "last_level": self.level},
         )
+
+
+def _copy_levels(config: dict) -> dict:
+    return {**config, "levels": [dict(level) for level in config.get("levels", [])]}
 
 
 def _dict_diff(a: dict, b: dict, prefix: str = "") -> str:
