@@ -114,6 +114,59 @@ def test_wavenet_decoder_level_shapes():
     assert model.decode(codes, 1).shape == (1, 1, 64)
 
 
+@pytest.mark.parametrize("decoder", ["feedforward", "wavenet"])
+def test_decoder_conditioned_on_the_level_above(decoder):
+    torch.manual_seed(0)
+    config = VQVAEConfig.tiny(decoder=decoder)
+    config.condition_on_above = True
+    model = VQVAEHierarchy(VQVAEConfig.from_dict(config.to_dict())).eval()
+    assert [lv.conditioned for lv in model.levels] == [True, True, False]  # the top has nothing above
+    assert [lv.above_ratio for lv in model.levels[:2]] == [4, 4]
+    audio = torch.randn(1, 1, 512) * 0.3
+    codes = model.encode(audio)
+    def output(above_codes):
+        out = model.levels[1](audio, model.above_vectors(1, above_codes))
+        return out.reconstruction if decoder == "feedforward" else out.logits
+
+    assert output(codes[2]).shape[-1] == 512
+    assert not torch.allclose(output(codes[2]), output((codes[2] + 1) % 32))  # the level above's codes reach the output
+    with pytest.raises(ValueError, match="give that level's codes"):
+        model.decode(codes[1], 1)
+    assert model.decode(codes[1], 1, above_codes=codes[2]).shape == (1, 1, 512)
+    with pytest.raises(ValueError, match="needs the level above's vectors"):
+        model.levels[1].decode(codes[1], model.above_vectors(1, codes[2][:, :2]))
+    assert model.sample(300).shape == (1, 1, 300)  # top-down: level 0 decoded with level 1's codes
+
+
+def test_conditioned_autoencoder_stage_trains_after_the_level_above(monkeypatch):
+    torch.manual_seed(0)
+    with pytest.raises(ValueError, match="train the levels top-down"):
+        _task(stage="autoencoder", level=0, condition_on_above=True).setup("fit")
+    task = _task(stage="autoencoder", level=0, condition_on_above=True)
+    task.model.trained[1, 0] = 1
+    monkeypatch.setattr(task, "log", lambda *a, **k: None)
+    before = {k: v.clone() for k, v in task.model.state_dict().items()}
+    _one_step(task, torch.randn(2, 1, 2048) * 0.3)  # long enough for the 2048-point STFT loss
+    changed = {k for k, v in task.model.state_dict().items() if not torch.equal(before[k], v)}
+    assert "levels.0.decoder.net.0.weight" in changed and not any(k.startswith("levels.1.") for k in changed)
+    assert task.model.levels[0].decoder.net[0].in_channels == 8  # its own 4-dim vectors + level 1's 4
+
+
+def test_decode_command_needs_the_codes_above_for_a_conditioned_level(tmp_path):
+    from waveforge.inference.families.vqvae import decode_codes
+    from waveforge.errors import BadInputError
+
+    torch.manual_seed(0)
+    config = VQVAEConfig.tiny()
+    config.condition_on_above = True
+    model = VQVAEHierarchy(config).eval()
+    codes = model.encode(torch.randn(1, 1, 256) * 0.3)
+    arrays = {f"codes_{i}": c[0].numpy() for i, c in enumerate(codes)}
+    assert decode_codes(model, arrays, level=0).shape == (1, 1, 256)
+    with pytest.raises(BadInputError, match="conditioned on level 1"):
+        decode_codes(model, {"codes_0": arrays["codes_0"]}, level=0)
+
+
 def test_config_round_trips_and_validates():
     config = VQVAEConfig.tiny()
     assert VQVAEConfig.from_dict(config.to_dict()) == config

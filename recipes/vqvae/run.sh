@@ -33,9 +33,10 @@ stage() {  # NAME STAGE LEVEL STEPS [more fit arguments]
   previous="$run/$name/checkpoints/last.ckpt"
 }
 
-stage autoencoder-0 autoencoder 0 "$ae_steps"
-stage autoencoder-1 autoencoder 1 "$ae_steps"
+# top-down: with condition_on_above a level's decoder needs the trained level above it
 stage autoencoder-2 autoencoder 2 "$ae_steps"
+stage autoencoder-1 autoencoder 1 "$ae_steps"
+stage autoencoder-0 autoencoder 0 "$ae_steps"
 stage prior-2 prior 2 "$prior_steps" --data.segment_length "$prior_segment"
 stage upsampler-1 prior 1 "$prior_steps" --data.segment_length "$prior_segment"
 stage upsampler-0 prior 0 "$prior_steps" --data.segment_length "$prior_segment"

@@ -8,10 +8,16 @@ level's quantised code vectors at the code rate (the hierarchical WaveNet of Die
 
 Generation is top-down (:class:`VQVAEHierarchy.sample`): a causal Transformer prior draws the
 top-level codes, a conditional Transformer *upsampler* per lower level draws level-``l`` codes
-given level-``l+1`` codes, and the level-0 decoder turns the bottom codes into audio. The
-conditioning of a level on the level above therefore flows through its upsampler prior; the
-autoencoders themselves stay independent, so they train separately (in any order) and the priors
-train afterwards on the frozen encoders' codes.
+given level-``l+1`` codes, and the level-0 decoder turns the bottom codes into audio.
+
+A level's decoder sees the level above in one of two ways (``VQVAEConfig.condition_on_above``):
+
+* ``False`` (Jukebox): only through the upsampler prior. The autoencoders stay independent, so
+  they train separately in any order, and the priors train afterwards on the frozen encoders' codes.
+* ``True`` (the hierarchical WaveNet): the decoder of level ``l < top`` also takes the code vectors
+  of level ``l + 1``, repeated to level ``l``'s code rate and stacked on its own. The encoders are
+  unchanged, but level ``l`` trains after level ``l + 1`` (whose frozen encoder supplies those
+  codes), so the autoencoders train top-down, and decoding level ``l`` needs the codes above it.
 
 Quantiser notation (van den Oord et al. 2017, appendix A.1): for code ``i``, ``n_i`` vectors of the
 batch are assigned to it with sum ``s_i``; the EMA statistics are ``N_i`` (cluster size) and
@@ -278,11 +284,12 @@ class VQVAELevelConfig:
     def n_down(self) -> int:
         return round(math.log(self.hop_length, self.stride))
 
-    def wavenet_config(self) -> WaveNetConfig:
+    def wavenet_config(self, extra_cond_channels: int = 0) -> WaveNetConfig:
         overrides = dict(self.wavenet or {})
         for key in ("cond_channels", "hop_length"):
             overrides.pop(key, None)
-        return WaveNetConfig(**{**asdict(WaveNetConfig.tiny()), "output": "mulaw", **overrides, "cond_channels": self.code_dim, "hop_length": self.hop_length})
+        return WaveNetConfig(**{**asdict(WaveNetConfig.tiny()), "output": "mulaw", **overrides,
+                                "cond_channels": self.code_dim + extra_cond_channels, "hop_length": self.hop_length})
 
 
 @dataclass
@@ -298,19 +305,39 @@ class LevelOutput:
 class VQVAELevel(nn.Module):
     """Encoder, quantiser and decoder of one level.
 
-    ``encode(audio (B, 1, T)) -> codes (B, T // hop)``; ``decode(codes) -> (B, 1, N * hop)``;
-    ``forward(audio) -> LevelOutput`` (the training pass; ``T`` must be a multiple of ``hop``).
+    ``encode(audio (B, 1, T)) -> codes (B, T // hop)``; ``decode(codes, above) -> (B, 1, N * hop)``;
+    ``forward(audio, above) -> LevelOutput`` (the training pass; ``T`` must be a multiple of ``hop``).
+    With ``above_dim > 0`` the decoder also takes ``above (B, above_dim, N / above_ratio)``, the code
+    vectors of the level above, repeated ``above_ratio`` times along time and stacked on this
+    level's vectors; otherwise ``above`` must be None.
     """
 
-    def __init__(self, config: VQVAELevelConfig):
+    def __init__(self, config: VQVAELevelConfig, above_dim: int = 0, above_ratio: int = 1):
         super().__init__()
         self.config = c = config
+        self.above_dim, self.above_ratio = above_dim, above_ratio
         self.encoder = LevelEncoder(c.code_dim, c.width, c.n_down, c.stride, c.depth, c.dilation_growth)
         self.quantizer = VectorQuantizer(c.codebook_size, c.code_dim, c.beta, c.ema_decay, c.ema_epsilon, c.restart_threshold)
         if c.decoder == "feedforward":
-            self.decoder: nn.Module = FeedForwardDecoder(c.code_dim, c.width, c.n_down, c.stride, c.depth, c.dilation_growth)
+            self.decoder: nn.Module = FeedForwardDecoder(c.code_dim + above_dim, c.width, c.n_down, c.stride, c.depth, c.dilation_growth)
         else:
-            self.decoder = WaveNet(c.wavenet_config())
+            self.decoder = WaveNet(c.wavenet_config(above_dim))
+
+    @property
+    def conditioned(self) -> bool:
+        return self.above_dim > 0
+
+    def _decoder_input(self, vectors: torch.Tensor, above: torch.Tensor | None) -> torch.Tensor:
+        """``vectors (B, D, N)`` (+ ``above (B, D', N / ratio)``) -> ``(B, D [+ D'], N)``."""
+        if not self.conditioned:
+            if above is not None:
+                raise ValueError("this level's decoder is not conditioned on the level above")
+            return vectors
+        n = vectors.shape[-1]
+        if above is None or above.dim() != 3 or above.shape[1] != self.above_dim or above.shape[-1] * self.above_ratio != n:
+            got = None if above is None else tuple(above.shape)
+            raise ValueError(f"this level's decoder needs the level above's vectors (B, {self.above_dim}, {n // self.above_ratio}), got {got}")
+        return torch.cat([vectors, above.to(vectors.dtype).repeat_interleave(self.above_ratio, dim=-1)], dim=1)
 
     def _check_audio(self, audio: torch.Tensor) -> None:
         if audio.dim() != 3 or audio.shape[1] != 1 or audio.shape[-1] % self.config.hop_length:
@@ -320,17 +347,19 @@ class VQVAELevel(nn.Module):
         self._check_audio(audio)
         return self.quantizer.encode(self.encoder(audio))
 
-    def forward(self, audio: torch.Tensor) -> LevelOutput:
+    def forward(self, audio: torch.Tensor, above: torch.Tensor | None = None) -> LevelOutput:
         self._check_audio(audio)
         q = self.quantizer(self.encoder(audio))  # (B, D, T / hop)
+        cond = self._decoder_input(q.quantized, above)
         if isinstance(self.decoder, WaveNet):
             inputs = self.decoder.shift_right(mu_law_encode(audio[:, 0], self.decoder.config.mu_law_bits))
-            return LevelOutput(q, logits=self.decoder(inputs, cond=q.quantized))
-        return LevelOutput(q, reconstruction=self.decoder(q.quantized))
+            return LevelOutput(q, logits=self.decoder(inputs, cond=cond))
+        return LevelOutput(q, reconstruction=self.decoder(cond))
 
     @torch.no_grad()
-    def decode(self, codes: torch.Tensor, temperature: float = 1.0, top_p: float = 1.0, show_progress: bool = False) -> torch.Tensor:
-        vectors = self.quantizer.decode(codes)  # (B, D, N)
+    def decode(self, codes: torch.Tensor, above: torch.Tensor | None = None, temperature: float = 1.0, top_p: float = 1.0,
+               show_progress: bool = False) -> torch.Tensor:
+        vectors = self._decoder_input(self.quantizer.decode(codes), above)  # (B, D [+ D'], N)
         if isinstance(self.decoder, WaveNet):
             return self.decoder.generate(cond=vectors, temperature=temperature, top_p=top_p, progress=show_progress)
         return self.decoder(vectors)
@@ -348,6 +377,7 @@ class VQVAEConfig:
     levels: list[VQVAELevelConfig] = field(default_factory=lambda: [VQVAELevelConfig(hop_length=h) for h in (8, 32, 128)])
     top_prior: PriorConfig = field(default_factory=PriorConfig)
     upsampler: PriorConfig = field(default_factory=PriorConfig)
+    condition_on_above: bool = False  # decoders below the top also take the level above's code vectors
 
     def __post_init__(self):
         self.levels = [lv if isinstance(lv, VQVAELevelConfig) else VQVAELevelConfig(**lv) for lv in self.levels]
@@ -416,15 +446,31 @@ class VQVAEHierarchy(nn.Module):
     def __init__(self, config: VQVAEConfig):
         super().__init__()
         self.config = config
-        self.levels = nn.ModuleList(VQVAELevel(c) for c in config.levels)
         top = len(config.levels) - 1
+        self.levels = nn.ModuleList(
+            VQVAELevel(c, *self._above(config, i) if config.condition_on_above and i < top else ())
+            for i, c in enumerate(config.levels)
+        )
         self.top_prior = TransformerPrior(config.prior_config(top))
         self.upsamplers = nn.ModuleList(TransformerPrior(config.prior_config(level)) for level in range(top))
         self.register_buffer("trained", torch.zeros(len(config.levels), 2, dtype=torch.long))
 
+    @staticmethod
+    def _above(config: VQVAEConfig, level: int) -> tuple[int, int]:
+        upper = config.levels[level + 1]
+        return upper.code_dim, upper.hop_length // config.levels[level].hop_length
+
     @property
     def top_level(self) -> int:
         return len(self.levels) - 1
+
+    def above_vectors(self, level: int, above_codes: torch.Tensor | None) -> torch.Tensor | None:
+        """The code vectors a conditioned level's decoder takes (None for a level that takes none)."""
+        if not self.levels[level].conditioned:
+            return None
+        if above_codes is None:
+            raise ValueError(f"level {level}'s decoder is conditioned on level {level + 1}: give that level's codes too")
+        return self.levels[level + 1].quantizer.decode(above_codes)
 
     def prior(self, level: int) -> TransformerPrior:
         return self.top_prior if level == self.top_level else self.upsamplers[level]
@@ -440,9 +486,11 @@ class VQVAEHierarchy(nn.Module):
         return [level.encode(audio) for level in self.levels]
 
     @torch.no_grad()
-    def decode(self, codes: torch.Tensor, level: int, temperature: float = 1.0, top_p: float = 1.0, show_progress: bool = False) -> torch.Tensor:
-        """Codes of ``level`` ``(B, N)`` -> audio ``(B, 1, N * hop_level)``."""
-        return self.levels[level].decode(codes, temperature, top_p, show_progress)
+    def decode(self, codes: torch.Tensor, level: int, temperature: float = 1.0, top_p: float = 1.0, show_progress: bool = False,
+               above_codes: torch.Tensor | None = None) -> torch.Tensor:
+        """Codes of ``level`` ``(B, N)`` (and, for a conditioned level, of ``level + 1``
+        ``(B, N / ratio)``) -> audio ``(B, 1, N * hop_level)``."""
+        return self.levels[level].decode(codes, self.above_vectors(level, above_codes), temperature, top_p, show_progress)
 
     @torch.no_grad()
     def sample_codes(
@@ -475,7 +523,8 @@ class VQVAEHierarchy(nn.Module):
                show_progress: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
         """Top prior -> upsamplers -> level-0 decoder: ``(batch_size, 1, n_samples)``."""
         codes = self.sample_codes(n_samples, batch_size, temperature, top_p, 0, show_progress, generator)
-        audio = self.decode(codes[0], 0, temperature, top_p, show_progress)
+        above = codes[1] if len(codes) > 1 else None
+        audio = self.decode(codes[0], 0, temperature, top_p, show_progress, above_codes=above)
         return audio[..., :n_samples]
 
 

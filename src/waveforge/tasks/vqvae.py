@@ -4,7 +4,9 @@ A run trains one part of a :class:`~waveforge.models.vqvae.VQVAEHierarchy`, chos
 and ``level``:
 
 * ``stage="autoencoder"``, any level: that level's encoder, EMA codebook and decoder. The levels
-  are independent autoencoders on the waveform, so they may train in any order (or in parallel).
+  are independent autoencoders on the waveform, so they may train in any order (or in parallel),
+  unless ``condition_on_above`` gives each decoder the codes of the level above: then level ``l``
+  needs the trained autoencoder of level ``l + 1``, and they train top-down.
 * ``stage="prior"``, top level: the Transformer prior over the top codes.
 * ``stage="prior"``, level ``l`` below the top: the upsampler of level ``l``, conditioned on the
   codes of level ``l + 1``. Needs the autoencoders of levels ``l`` and ``l + 1``.
@@ -62,6 +64,7 @@ class VQVAETask(WaveformTask):
             level. It counts vectors per batch, so a level with fewer vectors per code per batch
             (a coarser hop) needs a lower one to avoid restarting live codes.
         decoder: ``"feedforward"`` or ``"wavenet"`` (hierarchical WaveNet; ``wavenet`` = WaveNetConfig overrides).
+        condition_on_above: every decoder below the top also takes the codes of the level above.
         top_prior, upsampler: :class:`PriorConfig` overrides (width, layers, heads, context, dropout...).
         loss_weights: ``l1``, ``l2``, ``mr_stft``, ``commitment``, ``nll`` (WaveNet decoder).
         lr, betas, weight_decay, warmup_steps: AdamW with linear warm-up.
@@ -89,6 +92,7 @@ class VQVAETask(WaveformTask):
         restart_threshold: float | list[float] = 1.0,
         decoder: Literal["feedforward", "wavenet"] = "feedforward",
         wavenet: dict | None = None,
+        condition_on_above: bool = False,
         top_prior: dict | None = None,
         upsampler: dict | None = None,
         loss_weights: dict[str, float] | None = None,
@@ -118,7 +122,8 @@ class VQVAETask(WaveformTask):
             )
             for h, threshold in zip(hops, thresholds)
         ]
-        config = VQVAEConfig(levels=levels, top_prior=PriorConfig(**(top_prior or {})), upsampler=PriorConfig(**(upsampler or {})))
+        config = VQVAEConfig(levels=levels, top_prior=PriorConfig(**(top_prior or {})), upsampler=PriorConfig(**(upsampler or {})),
+                             condition_on_above=condition_on_above)
         if not 0 <= level < len(levels):
             raise ValueError(f"level must be in [0, {len(levels) - 1}], got {level}")
         self.stage, self.level = stage, level
@@ -211,7 +216,12 @@ class VQVAETask(WaveformTask):
             raise ValueError(f"{path}: model config differs from this stage's ({diff}); use the same model settings in every stage")
 
     def _check_prerequisites(self) -> None:
-        if self.stage != "prior":
+        if self.stage == "autoencoder":
+            if self.model.levels[self.level].conditioned and int(self.model.trained[self.level + 1, 0]) == 0:
+                raise ValueError(
+                    f"the decoder of level {self.level} is conditioned on level {self.level + 1}, whose autoencoder has no "
+                    f"training steps: train the levels top-down (set init_from to level {self.level + 1}'s autoencoder stage)"
+                )
             return
         needed = [self.level] + ([self.level + 1] if self.level < self.model.top_level else [])
         missing = [lv for lv in needed if int(self.model.trained[lv, 0]) == 0]
@@ -223,7 +233,8 @@ class VQVAETask(WaveformTask):
 
     # -- steps ---------------------------------------------------------------------------------
     def _check_audio(self, audio: torch.Tensor) -> None:
-        multiple = self.hop if self.stage == "autoencoder" else self.model.config.levels[min(self.level + 1, self.model.top_level)].hop_length
+        uses_above = self.stage == "prior" or self.model.levels[self.level].conditioned
+        multiple = self.model.config.levels[min(self.level + 1, self.model.top_level)].hop_length if uses_above else self.hop
         if audio.shape[-1] % multiple:
             raise ValueError(f"segment length {audio.shape[-1]} must be a multiple of {multiple} for this stage")
 
@@ -243,8 +254,15 @@ class VQVAETask(WaveformTask):
                 cond = cond[:, start // ratio : (start + context) // ratio]
         return tokens, cond
 
+    def _above(self, audio: torch.Tensor) -> torch.Tensor | None:
+        """The level above's code vectors for a conditioned decoder, from its frozen encoder."""
+        if not self.model.levels[self.level].conditioned:
+            return None
+        with torch.no_grad():
+            return self.model.above_vectors(self.level, self.model.levels[self.level + 1].encode(audio))
+
     def _autoencoder_terms(self, audio: torch.Tensor):
-        out = self.model.levels[self.level](audio)
+        out = self.model.levels[self.level](audio, self._above(audio))
         terms = {"commitment": out.quantizer.commitment_loss}
         if out.reconstruction is not None:
             terms["l1"] = F.l1_loss(out.reconstruction, audio)
@@ -328,7 +346,7 @@ class VQVAETask(WaveformTask):
         audio = self._example_audio[..., :n]
         level = self.model.levels[self.level]
         if self.stage == "autoencoder":
-            out = level.decode(level.encode(audio))
+            out = level.decode(level.encode(audio), self._above(audio))
         else:
             prior = self.model.prior(self.level)
             if prior.conditional:
@@ -336,7 +354,7 @@ class VQVAETask(WaveformTask):
                 codes = prior.generate(cond_codes.shape[-1] * prior.config.cond_ratio, cond=cond_codes)
             else:
                 codes = prior.generate(n // self.hop, batch_size=audio.shape[0])
-            out = level.decode(codes)
+            out = level.decode(codes, self._above(audio))
         return F.pad(out, (0, max(0, n_samples - out.shape[-1])))[..., :n_samples]
 
     def model_file(self) -> ModelFile:

@@ -97,8 +97,17 @@ def decode_codes(model: VQVAEHierarchy, arrays: dict[str, np.ndarray], level: in
     level = present[0] if level is None else level
     if level not in present:
         raise BadInputError(None, f"the codes file has levels {present}, not level {level}")
-    codes = torch.from_numpy(arrays[f"codes_{level}"].astype(np.int64))[None].to(next(model.parameters()).device)
-    audio = model.decode(codes, level, options.temperature, options.top_p, show_progress=options.progress)
+    device = next(model.parameters()).device
+    codes = torch.from_numpy(arrays[f"codes_{level}"].astype(np.int64))[None].to(device)
+    above = None
+    if model.levels[level].conditioned:
+        if level + 1 not in present:
+            raise BadInputError(None, f"level {level}'s decoder is conditioned on level {level + 1}; the codes file has levels {present}")
+        above = torch.from_numpy(arrays[f"codes_{level + 1}"].astype(np.int64))[None].to(device)
+        ratio = model.levels[level].above_ratio
+        if above.shape[-1] * ratio != codes.shape[-1]:
+            raise BadInputError(None, f"codes_{level + 1} has {above.shape[-1]} codes; level {level}'s {codes.shape[-1]} need {codes.shape[-1] / ratio:g}")
+    audio = model.decode(codes, level, options.temperature, options.top_p, show_progress=options.progress, above_codes=above)
     n = int(arrays["n_samples"]) if "n_samples" in arrays else audio.shape[-1]
     return audio[..., :n]
 
@@ -140,7 +149,8 @@ def evaluate_hierarchy(
         for level, c in enumerate(codes):
             histograms[level] += torch.bincount(c.flatten(), minlength=histograms[level].numel())
             if model.config.levels[level].decoder == "feedforward":
-                distances[level].append(float(mr_stft_distance(model.decode(c, level), audio)[0]))
+                above = codes[level + 1] if level < model.top_level else None
+                distances[level].append(float(mr_stft_distance(model.decode(c, level, above_codes=above), audio)[0]))
             prior = model.prior(level)
             context, ratio = prior.config.context, prior.config.cond_ratio
             for start in range(0, c.shape[-1], context):
