@@ -332,6 +332,18 @@ def test_init_from_several_files_takes_each_part_from_the_file_that_trained_it(t
         if key.startswith("levels.1."):
             assert torch.equal(state[key], second_state[key]), key
     assert task.model.trained.tolist() == [[5, 0], [6, 0]]
+    # a prior must come with the autoencoders it was trained on
+    stale_prior = _task(stage="prior", level=0)
+    stale_prior.model.load_state_dict(task.model.state_dict())
+    stale_prior.model.trained[1, 1] = 4  # its top prior, trained on these autoencoders
+    with torch.no_grad():
+        stale_prior.model.top_prior.head.weight.add_(1.0)
+    stale = save_model_file(tmp_path / "prior.safetensors", stale_prior.model_file())
+    _, retrained_state = _stage_file(tmp_path / "ae1-again.safetensors", 1, seed=3)
+    merged = _task(stage="prior", level=0, init_from=[str(stale), str(first), str(second)])
+    merged.setup("fit")  # the same autoencoder 1 as the prior's file
+    with pytest.raises(ValueError, match="trained on another level-1 autoencoder"):
+        _task(stage="prior", level=0, init_from=[str(stale), str(tmp_path / "ae1-again.safetensors")]).setup("fit")
     # the order decides only between files that trained the same part
     both = _task(stage="prior", level=0, init_from=[str(second), str(first)])
     both.setup("fit")

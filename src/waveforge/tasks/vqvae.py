@@ -174,6 +174,7 @@ class VQVAETask(WaveformTask):
         mine = self.model.config.to_dict()
         state = dict(sources[0][2])
         trained = torch.zeros_like(self.model.trained)
+        prior_sources: dict[int, tuple[Path, dict]] = {}
         for path, config, file_state in sources:
             file_trained = file_state["trained"]
             self._check_stage_config(path, config, mine, file_trained)
@@ -182,6 +183,17 @@ class VQVAETask(WaveformTask):
                     if int(file_trained[level, kind]) > 0:
                         state.update({k: v for k, v in file_state.items() if k.startswith(prefix)})
                         trained[level, kind] = file_trained[level, kind]
+                        if kind == 1:
+                            prior_sources[level] = (path, file_state)
+        # a prior is only valid on the codes it was trained on: its file's autoencoders must be the loaded ones
+        for level, (path, file_state) in prior_sources.items():
+            for coded in [level] + ([level + 1] if level < self.model.top_level else []):
+                if int(file_state["trained"][coded, 0]) == 0:
+                    continue
+                prefix = f"levels.{coded}."
+                if any(not torch.equal(v, state[k]) for k, v in file_state.items() if k.startswith(prefix)):
+                    raise ValueError(f"{path}: its level-{level} prior was trained on another level-{coded} autoencoder "
+                                     "than the one loaded; retrain the prior on these codes")
         state["trained"] = trained
         self.model.load_state_dict(state)
 
