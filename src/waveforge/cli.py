@@ -186,7 +186,7 @@ def _cmd_data_list(args) -> int:
 def _cmd_export(args) -> int:
     from waveforge.tasks.export import export_checkpoint
 
-    path = export_checkpoint(args.checkpoint if len(args.checkpoint) > 1 else args.checkpoint[0], args.output)
+    path = export_checkpoint(args.checkpoint, args.output)
     print(f"wrote {path}")
     return 0
 
