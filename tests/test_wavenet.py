@@ -1,5 +1,6 @@
 """WaveNet: cached generation equals the teacher-forced pass; losses, sampling, shapes."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -72,6 +73,63 @@ def test_cached_steps_equal_full_pass(case, fast):
         cached = _cached_outputs(model, inputs, cond, global_id, fast=fast)
     assert cached.shape == full.shape == (2, model.config.out_channels, n_steps)
     assert (cached - full).abs().max().item() <= 1e-4
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fast_batched_steps_equal_full_pass(threads):
+    """Batches of several rows per thread go through MKL's packed GEMM (where PyTorch has MKL); 5 rows
+    over 2 threads are split 3 + 2, so two packed layouts are used. A second call reuses the cached layouts."""
+    from waveforge.kernels import wavenet as kernel
+
+    if not kernel.available():
+        pytest.skip(kernel.unavailable_reason())
+    model = _model(**CASES["mulaw-local-global"])
+    n_steps = 256
+    targets = _targets(model, n_steps, batch=5)
+    inputs = model.shift_right(targets)
+    cond = torch.randn(5, 5, n_steps // model.config.hop_length)
+    global_id = torch.tensor([0, 2, 1, 1, 0])
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            full = model(inputs, cond, global_id)
+            for _ in range(2):
+                cached = kernel.teacher_forced(model, inputs, cond, global_id)
+                assert (cached - full).abs().max().item() <= 1e-4
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_fast_sampler_draws_the_softmax_distribution():
+    """The fused loop's inverse-CDF sampler (vectorised float32 exp): uniforms on a fine grid must
+    give each class its softmax(logits / T) share, and top-p must renormalise over the nucleus."""
+    from waveforge.kernels import wavenet as kernel
+
+    if not kernel.available():
+        pytest.skip(kernel.unavailable_reason())
+    rng = np.random.default_rng(0)
+    logits = (3 * rng.standard_normal(256)).astype(np.float32)
+    logits[7] = -200.0  # far below the rest: a probability under float32's range, never drawn
+    n = 20000
+    grid = (np.arange(n) + 0.5) / n
+    scratch = np.empty(256, np.float32)
+    for temperature in (1.0, 0.7):
+        p = np.exp((logits.astype(np.float64) - logits.max()) / temperature)
+        p /= p.sum()
+        counts = np.bincount([kernel._pick(logits, 256, np.float32(u), temperature, 1.0, scratch) for u in grid], minlength=256)
+        assert np.abs(counts / n - p).max() <= 2.0 / n
+        assert counts[7] == 0
+    # nucleus: the smallest most-likely set with mass >= 0.5, renormalised
+    p = np.exp(logits.astype(np.float64) - logits.max())
+    p /= p.sum()
+    order = np.argsort(-p)
+    keep = order[: np.searchsorted(np.cumsum(p[order]), 0.5) + 1]
+    q = np.zeros(256)
+    q[keep] = p[keep] / p[keep].sum()
+    counts = np.bincount([kernel._pick(logits, 256, np.float32(u), 1.0, 0.5, scratch) for u in grid], minlength=256)
+    assert np.abs(counts / n - q).max() <= 2.0 / n
+    assert kernel._pick(logits, 256, np.float32(0.3), 0.0, 1.0, scratch) == int(np.argmax(logits))
 
 
 def test_causal_conv_is_causal():

@@ -1,7 +1,8 @@
 """``waveforge bench``: speed figures, one JSON object per line.
 
-Every figure carries the same run's matrix-multiply peak (``gemm_peak_gflops``) so that figures
-from different machines compare as ratios (``efficiency = gflops / gemm_peak_gflops``).
+Every figure carries the same run's matrix-multiply peak (``gemm_peak_gflops``: the faster of
+PyTorch's and NumPy's BLAS, see :func:`gemm_rates_gflops`) so that figures from different machines
+compare as ratios (``efficiency = gflops / gemm_peak_gflops``).
 
 Timing: warm-up first, then the median of several runs. On glibc, large activation buffers are
 otherwise mmap'd and unmapped on every call, which makes one process's timings differ from the
@@ -18,7 +19,7 @@ import os
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
 import torch
@@ -34,6 +35,7 @@ class BenchContext:
     threads: int
     quick: bool
     gemm_peak_gflops: float
+    gemm_rates: dict = field(default_factory=dict)  # BLAS name -> GFLOP/s (gemm_peak_gflops is the largest)
 
     @property
     def repeats(self) -> int:
@@ -60,13 +62,29 @@ def time_median(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> 
     return statistics.median(times)
 
 
-def gemm_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
-    """Best-of float32 square matmul throughput on the current thread setting."""
+def gemm_rates_gflops(n: int = 2048, repeats: int = 5) -> dict[str, float]:
+    """Best-of float32 square matmul throughput of each BLAS in the process, on the current thread
+    setting: PyTorch's (``torch.mm``: MKL on x86 wheels) and NumPy's (OpenBLAS, whose SciPy twin the
+    numba kernels' ``np.dot`` calls). They can differ by 2x: on AMD CPUs MKL runs its AVX2 code
+    (measured on a 2-core Zen 5: 175-188 GFLOP/s), while OpenBLAS runs AVX-512 kernels where it knows
+    the CPU or ``OPENBLAS_CORETYPE`` says so (377 GFLOP/s there; see ``waveforge._openblas``)."""
+    import numpy as np
+
     a, b = torch.randn(n, n), torch.randn(n, n)
     out = torch.empty(n, n)
     torch.mm(a, b, out=out)
-    best = min(_timed(lambda: torch.mm(a, b, out=out)) for _ in range(repeats))
-    return 2 * n**3 / best / 1e9
+    torch_best = min(_timed(lambda: torch.mm(a, b, out=out)) for _ in range(repeats))
+    a_np, b_np, out_np = a.numpy(), b.numpy(), out.numpy()
+    np.dot(a_np, b_np, out=out_np)
+    numpy_best = min(_timed(lambda: np.dot(a_np, b_np, out=out_np)) for _ in range(repeats))
+    flop = 2 * n**3
+    return {"torch": flop / torch_best / 1e9, "numpy": flop / numpy_best / 1e9}
+
+
+def gemm_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """The machine's float32 matmul peak as this process can reach it: the faster of its BLAS libraries
+    (:func:`gemm_rates_gflops`), so that no efficiency is flattered by a slow library's rate."""
+    return max(gemm_rates_gflops(n, repeats).values())
 
 
 def read_bandwidth_gb_per_s(megabytes: float = 256.0, threads: int | None = None, repeats: int = 3) -> float:
@@ -99,7 +117,8 @@ def _timed(fn) -> float:
 
 @register("gemm")
 def bench_gemm(ctx: BenchContext) -> Iterator[dict]:
-    yield {"name": "gemm/fp32-2048", "gflops": ctx.gemm_peak_gflops}
+    yield {"name": "gemm/fp32-2048", "gflops": ctx.gemm_peak_gflops, **{f"{k}_gflops": round(v, 1) for k, v in ctx.gemm_rates.items()},
+           "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE", "")}
 
 
 def run_benchmarks(only: list[str] | None = None, quick: bool = False, table: bool = True) -> list[dict]:
@@ -110,8 +129,9 @@ def run_benchmarks(only: list[str] | None = None, quick: bool = False, table: bo
     malloc_tuned = all(os.environ.get(k) == v for k, v in _MALLOC_ENV.items())
     torch.set_grad_enabled(False)
     threads = torch.get_num_threads()
-    peak = gemm_peak_gflops(repeats=3 if quick else 7)
-    ctx = BenchContext(threads=threads, quick=quick, gemm_peak_gflops=peak)
+    rates = gemm_rates_gflops(repeats=3 if quick else 7)
+    peak = max(rates.values())
+    ctx = BenchContext(threads=threads, quick=quick, gemm_peak_gflops=peak, gemm_rates=rates)
     for module in BENCH_MODULES:
         try:
             importlib.import_module(f"waveforge.benchmarks.{module}")

@@ -31,7 +31,10 @@ import os
 import numpy as np
 import torch
 
-from waveforge.kernels.wavenet import numba
+try:  # optional, as in kernels.wavenet (which imports this module, so it cannot import numba from there)
+    import numba
+except Exception:  # pragma: no cover - depends on the environment
+    numba = None
 
 # cache-line stride between the per-thread counters of a barrier (int64 entries)
 SYNC_STRIDE = 16
@@ -150,6 +153,15 @@ if numba is not None:
             return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
 
         return types.float32(types.uint16), codegen
+
+    @intrinsic
+    def int_bits_to_float(typingctx, bits):
+        """int32 bit pattern -> the float32 with those bits (a free bitcast, so loops using it vectorise)."""
+
+        def codegen(context, builder, sig, args):
+            return builder.bitcast(args[0], ir.FloatType())
+
+        return types.float32(types.int32), codegen
 
     @intrinsic
     def sgemm_packed(typingctx, function, m, n, k, a, packed_b, c):
