@@ -1,12 +1,15 @@
 # Stages shared by the recipes' run.sh scripts. Source it after setting:
 #   recipe (smoke, cpu, maestro, ...), data (DATA_ROOT or empty), here (the recipe folder), run (the run folder).
 
-# Without DATA_ROOT, a MAESTRO-like corpus is synthesised offline into corpus/ (once); then the
-# folder is validated, so a bad file stops the recipe before any training.
+# Without DATA_ROOT, a MAESTRO-like corpus of $corpus_minutes minutes (default 20) is synthesised
+# offline into corpus/ (corpus<minutes>/ for another size) once; then the folder is validated, so a
+# bad file stops the recipe before any training.
 prepare_data() {
   if [ -z "$data" ]; then
+    local minutes=${corpus_minutes:-20}
     data=corpus
-    [ -f "$data/maestro-v3.0.0.csv" ] || waveforge data synth "$data" --minutes 20 --sample-rate 22050
+    [ "$minutes" = 20 ] || data=corpus$minutes
+    [ -f "$data/maestro-v3.0.0.csv" ] || waveforge data synth "$data" --minutes "$minutes" --sample-rate 22050 --seed 1
   fi
   waveforge data check "$data"
 }
