@@ -50,6 +50,12 @@ _SLEEP_US = 20
 _ROW_MAJOR, _NO_TRANS, _PACKED, _B_MATRIX = 101, 111, 151, 162
 
 
+def parameter_key(model: torch.nn.Module) -> tuple:
+    """Every parameter's storage and version: any in-place update (an optimiser step,
+    ``load_state_dict``) changes it, so a weight layout cached under it is never stale."""
+    return tuple((p.data_ptr(), p._version) for p in model.parameters())
+
+
 def new_sync(n_threads: int) -> np.ndarray:
     """Shared barrier state for ``n_threads`` threads (counters start at 0)."""
     return np.zeros(n_threads * SYNC_STRIDE, np.int64)

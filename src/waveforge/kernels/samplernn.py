@@ -375,7 +375,7 @@ _PACK_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def _pack(model, store: _Store, n_threads: int) -> _Packed:
     key = (store.dtype, store.mkl is not None, store.rows if store.mkl is not None else 0, n_threads,
-           tuple((p.data_ptr(), p._version) for p in model.parameters()))
+           _prim.parameter_key(model))
     cached = _PACK_CACHE.get(model)
     if cached is not None and cached[0] == key:
         return cached[1]

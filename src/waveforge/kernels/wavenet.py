@@ -387,7 +387,7 @@ _PACK_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _packed(model, rows_per_stream: list[int], use_mkl: bool) -> tuple[PackedWaveNet, dict[int, _MKLPacked]]:
-    key = tuple((p.data_ptr(), p._version) for p in model.parameters())
+    key = _prim.parameter_key(model)
     cached = _PACK_CACHE.get(model)
     if cached is None or cached[0] != key:
         _PACK_CACHE.pop(model, None)
