@@ -379,3 +379,135 @@ def test_paper_discriminators_construct_and_run():
     assert len(out.logits) == 8
     sum(l.mean() for l in out.logits).backward()
     assert audio.grad is not None and audio.grad.abs().sum() > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The phase-integrating stft head
+# ---------------------------------------------------------------------------------------------
+
+
+def _stft_generator(**kwargs) -> MelGANGenerator:
+    config = dict(cond_channels=80, hop_length=16, upsample_factors=[2, 2], initial_channels=32, upsampling="nearest", output="stft", n_fft=16)
+    config.update(kwargs)
+    return MelGANGenerator(MelGANGeneratorConfig(**config))
+
+
+def test_stft_head_config_checks():
+    with pytest.raises(ValueError, match="does not divide hop_length 256"):
+        MelGANGeneratorConfig(upsample_factors=[3], output="stft")
+    with pytest.raises(ValueError, match="n_fft must be even and at least twice"):
+        MelGANGeneratorConfig(upsample_factors=[1], output="stft", n_fft=300)
+    with pytest.raises(ValueError, match="output must be one of"):
+        MelGANGeneratorConfig(output="mdct")
+    with pytest.raises(ValueError, match="does not divide"):
+        MelGANGeneratorConfig(upsample_factors=[3], output="sines")
+    config = MelGANGeneratorConfig(upsample_factors=[1, 1], upsampling="nearest", output="stft", n_fft=1024)
+    assert config.stft_hop == 256 and MelGANGeneratorConfig(**config.to_dict()) == config
+
+
+def test_stft_head_overlap_add_inverts_the_feature_framing():
+    """The head's inverse STFT is the exact inverse of the mel features' hop-aligned STFT."""
+    from waveforge.audio.mel import hop_aligned_pad
+
+    gen = MelGANGenerator(MelGANGeneratorConfig(upsample_factors=[1], upsampling="nearest", output="stft", n_fft=1024))
+    torch.manual_seed(0)
+    audio = torch.randn(2, 1, 40 * 256)
+    window = torch.hann_window(1024)
+    spec = torch.stft(hop_aligned_pad(audio.reshape(2, -1), 1024, 256), 1024, 256, 1024, window, center=False, return_complex=True)
+    assert spec.shape == (2, 513, 40)
+    again = gen.overlap_add(spec)
+    assert again.shape == audio.shape
+    torch.testing.assert_close(again, audio, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("head", ["stft", "sines"])
+def test_spectral_heads_hold_a_partial_between_the_hop_harmonics(head):
+    """A constant input (a held note) gives a sinusoid at the frequency the head's increments say,
+    440 Hz, which a hop-periodic waveform head cannot make (its lines are at multiples of 86.13 Hz)."""
+    sr, hop, n_fft, f = 22050, 256, 1024, 440.0
+    gen = MelGANGenerator(MelGANGeneratorConfig(upsample_factors=[1], upsampling="nearest", output=head, n_fft=n_fft))
+    gen.remove_weight_norm()
+    n_bins = n_fft // 2 + 1
+    centre = f * n_fft / sr  # 20.43 bins
+    low, high = math.log(1e-5), math.log(100.0)
+    target_log_magnitude = torch.full((n_bins,), low + 1e-3)
+    target_deviation = torch.zeros(n_bins)
+    # stft: the Hann main lobe's bins, all advancing at 440 Hz; sines: the one nearest oscillator
+    bins = range(int(centre) - 1, int(centre) + 3) if head == "stft" else [round(centre)]
+    for k in bins:
+        target_log_magnitude[k] = math.log(10.0)
+        wanted = 2 * math.pi * f * hop / sr - 2 * math.pi * k * hop / n_fft
+        target_deviation[k] = math.atanh(math.remainder(wanted, 2 * math.pi) / gen.max_deviation)
+    with torch.no_grad():
+        gen.output_conv.weight.zero_()
+        p = (target_log_magnitude - low) / (high - low)
+        gen.output_conv.bias.copy_(torch.cat([torch.log(p / (1 - p)), target_deviation]))
+        audio = gen(torch.full((1, 80, 400), -5.0))[0, 0, 20 * hop : -20 * hop]
+    spectrum = torch.fft.rfft(audio * torch.hann_window(audio.shape[-1])).abs().square()
+    freqs = torch.fft.rfftfreq(audio.shape[-1], 1 / sr)
+    assert abs(float(freqs[spectrum.argmax()]) - f) < 1.0
+    assert spectrum[(freqs - f).abs() < 5].sum() > 0.99 * spectrum.sum()
+    if head == "sines":  # a steady sinusoid whose peak STFT bin is 10: amplitude 10 * 4 / n_fft
+        envelope = audio.reshape(-1, hop).abs().amax(dim=1)
+        torch.testing.assert_close(envelope, torch.full_like(envelope, 40 / n_fft), rtol=2e-3, atol=0)
+    else:
+        assert audio.abs().max() > 0.01
+
+
+def test_hann_transform_is_the_window_spectrum():
+    """``hann_transform`` is the DFT of a Hann-windowed sinusoid (positive-frequency part), phase included."""
+    from waveforge.models.melgan import hann_transform
+
+    n, kappa, theta = 1024, 37.37, 0.7
+    t = torch.arange(n, dtype=torch.float64)
+    spectrum = torch.fft.rfft(torch.exp(1j * (2 * math.pi * kappa * t / n + theta)).real * 2 * torch.hann_window(n, dtype=torch.float64))
+    # the complex exponential's own transform: (n / 2) exp(i theta) W(j - kappa), plus the negative
+    # frequency's image, which is small this far from 0 Hz
+    predicted = (n / 2) * math.e ** (1j * theta) * hann_transform(torch.arange(n // 2 + 1, dtype=torch.float64) - kappa, n)
+    lobe = slice(int(kappa) - 3, int(kappa) + 4)
+    assert (spectrum[lobe] - predicted[lobe]).abs().max() < 2e-3 * spectrum.abs().max()
+    assert abs(float(hann_transform(torch.zeros(1, dtype=torch.float64), n).abs()) - 1) < 1e-12
+
+
+@pytest.mark.parametrize("head", ["stft", "sines"])
+def test_spectral_heads_receptive_field_bound_holds(head):
+    torch.manual_seed(0)
+    gen = _stft_generator(output=head).eval()
+    rf = gen.receptive_field_frames
+    n = 2 * rf + 9
+    cond = torch.randn(1, 80, n)
+    mid, hop = n // 2, gen.hop_length
+    perturbed = cond.clone()
+    perturbed[..., mid + rf + 2 :] += 5 * torch.randn_like(perturbed[..., mid + rf + 2 :])
+    with torch.no_grad():
+        a, b = gen(cond), gen(perturbed)
+    # later frames cannot move earlier phases (the running sum is causal), so only the right side is checked
+    torch.testing.assert_close(a[..., mid * hop : (mid + 1) * hop], b[..., mid * hop : (mid + 1) * hop], rtol=0, atol=1e-6)
+    assert (a - b).abs().max() > 1e-3  # the perturbation did reach the output
+
+
+@pytest.mark.parametrize("head", ["stft", "sines"])
+def test_spectral_heads_chunked_synthesis_carries_the_phase(head):
+    """Chunks of a long input join into the whole-input result: each starts from the running phase
+    its predecessor reached (dropping the carry breaks it, which the last assertion checks)."""
+    from waveforge.inference.families import SynthesisOptions
+    from waveforge.inference.families.melgan import ADAPTER
+
+    torch.manual_seed(0)
+    gen = _stft_generator(output=head)
+    with torch.no_grad():  # large phase deviations, so the increments differ from bin to bin and frame to frame
+        gen.output_conv.parametrizations.weight.original0.mul_(20)
+    gen.remove_weight_norm().eval()
+    cond = torch.randn(1, 80, 300)
+    options = SynthesisOptions()
+    context = ADAPTER.context_frames(gen)
+    assert context >= gen.receptive_field_frames
+    with torch.no_grad():
+        whole = ADAPTER.synthesize(gen, cond, 300 * 16, options)
+        chunked = torch.cat(list(ADAPTER.synthesize_chunked(gen, cond, 64, context, options)), dim=-1)
+    assert whole.shape == chunked.shape == (1, 1, 300 * 16)
+    assert whole.abs().max() > 1e-2
+    torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-5)
+    with torch.no_grad():  # without the carried phase, the second chunk would restart at pi * k
+        restarted = ADAPTER.synthesize(gen, cond[..., 64 - context :], (300 - 64 + context) * 16, options)[..., context * 16 : (context + 64) * 16]
+    assert (restarted - whole[..., 64 * 16 : 128 * 16]).abs().max() > 1e-3

@@ -6,6 +6,8 @@ module with weight norm removed (the public reference implementation's inference
 input, so the two compare directly. FLOPs are counted analytically
 (:func:`waveforge.models.melgan.melgan_generator_flops`: 7.78 GFLOP per second of audio for the paper
 generator). ``max_abs_diff`` is the largest difference between the two outputs.
+``melgan-cpu-sines/vocode`` times the cpu recipe's generator (frame rate, sines head; its FLOPs count
+the convolutions and the inverse FFTs, not the oscillators' lobes).
 
 Besides wall-time figures (median of warm runs), each figure has ``core_efficiency``: FLOPs per
 second of process CPU time (all threads) over one thread's GEMM peak measured in CPU time
@@ -93,3 +95,21 @@ def bench_melgan(ctx: BenchContext) -> Iterator[dict]:
                 "gflop_per_audio_second": round(flops / audio_seconds / 1e9, 2),
                 "max_abs_diff": max_diff,
             }
+    # the cpu recipe's generator: 512 channels at the frame rate, then the sines head (what
+    # `waveforge vocode` runs for that recipe's model file: the plain module, weight norm removed)
+    torch.manual_seed(0)
+    config = MelGANGeneratorConfig(initial_channels=512, upsample_factors=[1, 1], upsampling="nearest", output="sines", n_fft=1024)
+    model = MelGANGenerator(config).eval().remove_weight_norm()
+    n_frames = round(seconds * SAMPLE_RATE / config.hop_length)
+    audio_seconds = n_frames * config.hop_length / SAMPLE_RATE
+    cond = torch.randn(1, config.cond_channels, n_frames) - 5
+    flops = melgan_generator_flops(config, n_frames)
+    with torch.inference_mode():
+        wall = time_median(lambda: model(cond), repeats=ctx.repeats, warmup=1)
+    yield {
+        "name": "melgan-cpu-sines/vocode",
+        "x_realtime": round(audio_seconds / wall, 2),
+        "gflops": flops / wall / 1e9,
+        "audio_seconds": round(audio_seconds, 2),
+        "gflop_per_audio_second": round(flops / audio_seconds / 1e9, 3),
+    }

@@ -15,7 +15,7 @@ from waveforge.audio.io import load_audio
 from waveforge.audio.mel import MelConfig, MelSpectrogram
 from waveforge.errors import BadInputError
 from waveforge.features import FeatureConfig
-from waveforge.inference.families import FamilyAdapter, SynthesisOptions, get_adapter
+from waveforge.inference.families import FamilyAdapter, SynthesisOptions, chunked_synthesis, get_adapter
 from waveforge.inference.modelfile import ModelFile, read_model_file
 from waveforge.midi.roll import PianoRollConfig, load_midi, piano_roll
 
@@ -25,7 +25,9 @@ class Synthesizer:
 
     Long conditioned inputs are synthesised in chunks of ``chunk_frames`` frames, each with
     ``adapter.chunk_context_frames`` frames of context on both sides that are computed and then
-    dropped, so memory stays bounded and the seams match a whole-input pass.
+    dropped, so memory stays bounded and the seams match a whole-input pass. An adapter may
+    widen the context per model (``context_frames(model)``) and chunk by itself
+    (``synthesize_chunked``: MelGAN's stft head carries its running phase from chunk to chunk).
     """
 
     def __init__(self, model: nn.Module, adapter: FamilyAdapter, model_file: ModelFile, chunk_frames: int = 512):
@@ -130,17 +132,17 @@ class Synthesizer:
         hop = self.hop_length
         n_frames = cond.shape[-1]
         context = self.adapter.chunk_context_frames
+        if context is not None and hasattr(self.adapter, "context_frames"):
+            context = self.adapter.context_frames(self.model)
         _with_seed(options)
         with torch.inference_mode():
             if context is None or n_frames <= self.chunk_frames:
                 return self.adapter.synthesize(self.model, cond, n_frames * hop, options)
-            pieces = []
-            for start in range(0, n_frames, self.chunk_frames):
-                stop = min(start + self.chunk_frames, n_frames)
-                lo, hi = max(0, start - context), min(n_frames, stop + context)
-                audio = self.adapter.synthesize(self.model, cond[..., lo:hi], (hi - lo) * hop, options)
-                pieces.append(audio[..., (start - lo) * hop : (stop - lo) * hop])
-            return torch.cat(pieces, dim=-1)
+            if hasattr(self.adapter, "synthesize_chunked"):  # families whose chunks carry state
+                pieces = self.adapter.synthesize_chunked(self.model, cond, self.chunk_frames, context, options)
+            else:
+                pieces = chunked_synthesis(self.adapter, self.model, cond, hop, self.chunk_frames, context, options)
+            return torch.cat(list(pieces), dim=-1)
 
 
 def _with_seed(options: SynthesisOptions) -> SynthesisOptions:

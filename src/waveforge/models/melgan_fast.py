@@ -234,6 +234,8 @@ class FastMelGANGenerator(nn.Module):
         config = generator.config
         if config.upsampling != "transposed":
             raise ValueError(f"the fast inference path implements transposed-conv upsampling only, not {config.upsampling!r}")
+        if config.output != "waveform":
+            raise ValueError(f"the fast inference path implements the waveform head only, not {config.output!r}")
         self.config = config
         self.hop_length = config.hop_length
         self.slope = config.leaky_relu_slope

@@ -47,6 +47,9 @@ class GANVocoderTask(WaveformTask):
         upsample_factors: per-stage upsampling, product = hop (default: derived from the hop).
         residual_dilations: dilations of each stage's residual stack (1, 3, 9 in the paper).
         upsampling: ``"transposed"`` (the paper) or ``"nearest"`` (see :class:`MelGANGeneratorConfig`).
+        output: ``"waveform"`` (the paper), or a phase-integrating head: ``"stft"`` (per-bin phase)
+            or ``"sines"`` (an oscillator per bin)
+            (see :class:`MelGANGeneratorConfig`); ``n_fft`` is its transform size.
         discriminator: ``"msd"`` (MelGAN), ``"mpd"`` (HiFi-GAN) or ``"msd+mpd"``.
         discriminator_size: ``"paper"`` or ``"tiny"`` (tests).
         gan_loss: ``"hinge"`` (MelGAN) or ``"lsgan"`` (HiFi-GAN).
@@ -66,6 +69,8 @@ class GANVocoderTask(WaveformTask):
         upsample_factors: list[int] | None = None,
         residual_dilations: list[int] = [1, 3, 9],
         upsampling: Literal["transposed", "nearest"] = "transposed",
+        output: Literal["waveform", "stft", "sines"] = "waveform",
+        n_fft: int = 1024,
         discriminator: Literal["msd", "mpd", "msd+mpd"] = "msd",
         discriminator_size: Literal["paper", "tiny"] = "paper",
         gan_loss: Literal["hinge", "lsgan"] = "hinge",
@@ -94,6 +99,8 @@ class GANVocoderTask(WaveformTask):
                 initial_channels=initial_channels,
                 residual_dilations=list(residual_dilations),
                 upsampling=upsampling,
+                output=output,
+                n_fft=n_fft,
             )
         )
         self.discriminator = build_discriminator(discriminator, discriminator_size)

@@ -44,6 +44,23 @@ class FamilyAdapter(Protocol):
         """``cond: (B, C, F)`` or None -> ``(B, 1, n_samples)`` audio in [-1, 1]; ``n_samples = F * hop`` when conditioned."""
 
 
+def chunked_synthesis(
+    adapter: FamilyAdapter, model: nn.Module, cond: torch.Tensor, hop: int, chunk_frames: int, context: int, options: SynthesisOptions
+):
+    """Yield the audio of consecutive ``chunk_frames``-frame pieces of ``cond: (B, C, F)``, each ``(B, 1, n * hop)``.
+
+    Each piece is synthesised with ``context`` frames of conditioning on both sides, which are
+    then cropped away, so the pieces join into the whole-input result when ``context`` covers
+    the model's receptive field.
+    """
+    n_frames = cond.shape[-1]
+    for start in range(0, n_frames, chunk_frames):
+        stop = min(start + chunk_frames, n_frames)
+        lo, hi = max(0, start - context), min(n_frames, stop + context)
+        audio = adapter.synthesize(model, cond[..., lo:hi], (hi - lo) * hop, options)
+        yield audio[..., (start - lo) * hop : (stop - lo) * hop]
+
+
 FAMILIES: dict[str, str] = {
     "melgan": "waveforge.inference.families.melgan",
     "wavenet": "waveforge.inference.families.wavenet",

@@ -3,14 +3,20 @@
 Inference uses the reference generator with weight norm folded: on an idle 2-core machine it ran
 the paper model at 18.7x real time against 15.2x for ``models.melgan_fast`` (which wins only when
 the cores are shared, by avoiding a barrier per op; `waveforge bench` reports both).
+
+A generator with a phase-integrating head (``output="stft"`` or ``"sines"``) is chunked too, but its
+phase is a running sum over the whole input: each chunk starts from the phase the previous
+chunk's frames reached, so the chunks join into the whole-input result.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
-from waveforge.inference.families import SynthesisOptions
+from waveforge.inference.families import SynthesisOptions, chunked_synthesis
 from waveforge.models.melgan import MelGANGenerator, MelGANGeneratorConfig
 
 
@@ -24,13 +30,39 @@ class MelGANAdapter:
         model.load_state_dict(state_dict)
         return model.remove_weight_norm().eval()
 
+    def context_frames(self, model: MelGANGenerator) -> int:
+        return max(self.chunk_context_frames, model.receptive_field_frames)
+
     def synthesize(self, model: MelGANGenerator, cond: torch.Tensor | None, n_samples: int, options: SynthesisOptions) -> torch.Tensor:
         if cond is None:
             raise ValueError("MelGAN needs conditioning")
-        short = model.min_frames - cond.shape[-1]
-        if short > 0:  # too short for the reflection padding: extend by repetition, then crop
-            cond = F.pad(cond, (0, short), mode="replicate")
-        return model(cond)[..., :n_samples]
+        return model(_long_enough(model, cond))[..., :n_samples].clamp(-1.0, 1.0)
+
+    def synthesize_chunked(self, model: MelGANGenerator, cond: torch.Tensor, chunk_frames: int, context: int, options: SynthesisOptions):
+        """Yield the audio of consecutive ``chunk_frames``-frame pieces of ``cond: (B, C, F)``, each ``(B, 1, n * hop)``."""
+        n_frames, hop = cond.shape[-1], model.hop_length
+        if model.config.output == "waveform":
+            yield from chunked_synthesis(self, model, cond, hop, chunk_frames, context, options)
+            return
+        rate = math.prod(model.config.upsample_factors)  # stft frames per conditioning frame
+        phase_before_start = model.bin_start.double().expand(cond.shape[0], -1)  # (B, K): the phase before frame `start`
+        for start in range(0, n_frames, chunk_frames):
+            stop = min(start + chunk_frames, n_frames)
+            lo, hi = max(0, start - context), min(n_frames, stop + context)
+            log_magnitude, increments = model.spectral_frames(_long_enough(model, cond[..., lo:hi]))
+            summed = increments.double().cumsum(dim=-1)  # (B, K, L): phase advance from frame lo
+            before_lo = phase_before_start - (summed[..., (start - lo) * rate - 1] if start > lo else 0.0)
+            phase = model.integrate_phase(increments, start=before_lo)
+            audio = model.frames_to_audio(log_magnitude, increments, phase)
+            yield audio[..., (start - lo) * hop : (stop - lo) * hop].clamp(-1.0, 1.0)
+            phase_before_start = (before_lo + summed[..., (stop - lo) * rate - 1]).remainder(2 * math.pi)
+
+
+def _long_enough(model: MelGANGenerator, cond: torch.Tensor) -> torch.Tensor:
+    short = model.min_frames - cond.shape[-1]
+    if short > 0:  # too short for the reflection padding: extend by repetition (the caller crops)
+        cond = F.pad(cond, (0, short), mode="replicate")
+    return cond
 
 
 ADAPTER = MelGANAdapter()
