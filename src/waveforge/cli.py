@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", type=Path)
     p.add_argument("inputs", type=Path, nargs="+")
     p.add_argument("-o", "--out-dir", type=Path, required=True)
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the model (MelGAN: ~20%% faster; compiling takes ~40 s, ~4 s once cached on disk)")
     _add_synthesis_options(p)
     p.set_defaults(func=_cmd_vocode)
 
@@ -90,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", type=Path)
     p.add_argument("midi", type=Path)
     p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the model (MelGAN: ~20%% faster; compiling takes ~40 s, ~4 s once cached on disk)")
     _add_synthesis_options(p)
     p.set_defaults(func=_cmd_render)
 
@@ -198,6 +202,8 @@ def _cmd_vocode(args) -> int:
 
     synth = waveforge.load(args.model)
     synth.model.to(args.device)
+    if args.compile:
+        synth.compile()
     options = _options(args)
     written = []
     for path in progress(args.inputs, desc="vocode", unit="file"):
@@ -215,6 +221,8 @@ def _cmd_render(args) -> int:
 
     synth = waveforge.load(args.model)
     synth.model.to(args.device)
+    if args.compile:
+        synth.compile()
     audio = synth.render(args.midi, _options(args))
     save_audio(args.output, audio[0], synth.sample_rate)
     print(args.output)

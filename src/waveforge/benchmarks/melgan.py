@@ -6,7 +6,8 @@ module with weight norm removed (the public reference implementation's inference
 input, so the two compare directly. FLOPs are counted analytically
 (:func:`waveforge.models.melgan.melgan_generator_flops`: 7.78 GFLOP per second of audio for the paper
 generator). ``max_abs_diff`` is the largest difference between the two outputs.
-``melgan-cpu-sines/vocode`` times the cpu recipe's generator (frame rate, sines head; its FLOPs count
+``melgan-paper/vocode-compiled`` times the plain module through ``torch.compile`` (opt-in:
+``waveforge vocode --compile``). ``melgan-cpu-sines/vocode`` times the cpu recipe's generator (frame rate, sines head; its FLOPs count
 the convolutions and the inverse FFTs, not the oscillators' lobes).
 
 Besides wall-time figures (median of warm runs), each figure has ``core_efficiency``: FLOPs per
@@ -95,6 +96,8 @@ def bench_melgan(ctx: BenchContext) -> Iterator[dict]:
                 "gflop_per_audio_second": round(flops / audio_seconds / 1e9, 2),
                 "max_abs_diff": max_diff,
             }
+        if size == "paper":
+            yield _compiled_figure(reference, cond, flops, audio_seconds, ctx)
     # the cpu recipe's generator: 512 channels at the frame rate, then the sines head (what
     # `waveforge vocode` runs for that recipe's model file: the plain module, weight norm removed)
     torch.manual_seed(0)
@@ -112,4 +115,30 @@ def bench_melgan(ctx: BenchContext) -> Iterator[dict]:
         "gflops": flops / wall / 1e9,
         "audio_seconds": round(audio_seconds, 2),
         "gflop_per_audio_second": round(flops / audio_seconds / 1e9, 3),
+    }
+
+
+def _compiled_figure(reference, cond, flops: float, audio_seconds: float, ctx: BenchContext) -> dict:
+    """``melgan-paper/vocode-compiled``: the plain module through ``torch.compile`` (``Synthesizer.compile``,
+    ``waveforge vocode --compile``); compile time reported apart, outputs checked against eager."""
+    import os
+    import shutil
+
+    name = "melgan-paper/vocode-compiled"
+    if not any(shutil.which(c) for c in (os.environ.get("CXX") or "g++", "c++", "clang++")):
+        return {"name": name, "skipped": "no C++ compiler for torch.compile"}
+    compiled = torch.compile(reference)
+    with torch.inference_mode():
+        t0 = time.perf_counter()
+        out = compiled(cond)
+        compile_seconds = time.perf_counter() - t0
+        max_diff = float((out - reference(cond)).abs().max())
+        wall = time_median(lambda: compiled(cond), repeats=ctx.repeats, warmup=1)
+    return {
+        "name": name,
+        "x_realtime": round(audio_seconds / wall, 2),
+        "gflops": flops / wall / 1e9,
+        "compile_seconds": round(compile_seconds, 1),
+        "audio_seconds": round(audio_seconds, 2),
+        "max_abs_diff": max_diff,
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,22 @@ class Synthesizer:
         adapter = get_adapter(model_file.family, str(path))
         model = adapter.build(model_file.model_config, model_file.state_dict).to(device).eval()
         return cls(model, adapter, model_file)
+
+    def compile(self) -> "Synthesizer":
+        """``torch.compile`` the model (families whose adapter allows it: MelGAN), in place; returns self.
+
+        Inductor fuses the activations and paddings into its generated C++ loops: the paper MelGAN
+        generator vocodes ~20% faster on 2 CPU cores (`waveforge bench`: ``melgan-paper/vocode-compiled``),
+        outputs equal to float32 rounding. The first call for each input length compiles: about 40 s
+        for the paper generator, 4 s once Inductor has cached the code on disk; so it pays off on
+        long inputs and in long-lived processes.
+        """
+        if not getattr(self.adapter, "compilable", False):
+            raise BadInputError(None, f"compiling is available for MelGAN models, not {self.family}")
+        if not any(shutil.which(name) for name in (os.environ.get("CXX") or "g++", "c++", "clang++")):
+            raise BadInputError(None, "compiling needs a C++ compiler for torch.compile (g++ or clang++); none was found")
+        self.model = torch.compile(self.model)
+        return self
 
     @property
     def device(self) -> torch.device:

@@ -24,6 +24,7 @@ class MelGANAdapter:
     name = "melgan"
     # the paper generator's receptive field is 6 frames each side; 32 leaves room for other configs
     chunk_context_frames = 32
+    compilable = True  # Synthesizer.compile: torch.compile of the plain module
 
     def build(self, model_config: dict, state_dict: dict[str, torch.Tensor]) -> MelGANGenerator:
         model = MelGANGenerator(MelGANGeneratorConfig(**model_config))
