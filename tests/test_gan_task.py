@@ -86,33 +86,32 @@ def test_exported_model_loads_and_vocodes(trained, tiny_corpus, tmp_path):
     assert torch.allclose(audio, again, atol=1e-4)
 
 
-def test_chunked_vocoding_equals_whole_input(trained):
-    synth = waveforge.load(trained[2])
+def _whole_and_chunked(synth, n_frames: int, chunk_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
     torch.manual_seed(0)
-    mel = torch.randn(1, 80, 700) - 4
+    mel = torch.randn(1, 80, n_frames) - 4
     synth.chunk_frames = 10**6
     whole = synth.synthesize(mel)
-    synth.chunk_frames = 128
+    synth.chunk_frames = chunk_frames
     chunked = synth.synthesize(mel)
-    assert whole.shape == chunked.shape == (1, 1, 700 * 256)
+    assert whole.shape == chunked.shape == (1, 1, n_frames * 256)
+    return whole, chunked
+
+
+def test_chunked_vocoding_equals_whole_input(trained):
+    whole, chunked = _whole_and_chunked(waveforge.load(trained[2]), 700, 128)
     # stated tolerance: float32 rounding only (context covers the generator's receptive field)
     assert (whole - chunked).abs().max() < 1e-5
 
 
-def test_stft_head_trains_exports_and_vocodes(tiny_corpus, tmp_path):
-    """The phase-integrating stft head through the same path: fit, export, load, vocode in chunks."""
-    _fit(tmp_path, tiny_corpus, "--trainer.max_steps", "4", "--model.init_args.output", "stft", "--model.init_args.upsample_factors", "[1]",
+def test_sines_head_trains_exports_and_vocodes(tiny_corpus, tmp_path):
+    """The cpu recipe's phase-integrating sines head through the same path: fit, export, load, vocode in chunks."""
+    _fit(tmp_path, tiny_corpus, "--trainer.max_steps", "4", "--model.init_args.output", "sines", "--model.init_args.upsample_factors", "[1]",
          "--model.init_args.upsampling", "nearest", "--model.init_args.lr_generator", "1e-4")
     model = tmp_path / "model.safetensors"
     assert cli_main(["export", str(tmp_path / "run" / "checkpoints" / "last.ckpt"), "-o", str(model)]) == 0
     synth = waveforge.load(model)
-    assert synth.model_file.model_config["output"] == "stft"
-    mel = torch.randn(1, 80, 300) - 4
-    synth.chunk_frames = 10**6
-    whole = synth.synthesize(mel)
-    synth.chunk_frames = 100
-    chunked = synth.synthesize(mel)
-    assert whole.shape == chunked.shape == (1, 1, 300 * 256)
+    assert synth.model_file.model_config["output"] == "sines"
+    whole, chunked = _whole_and_chunked(synth, 300, 100)
     assert torch.isfinite(whole).all() and whole.abs().max() > 0
     assert (whole - chunked).abs().max() < 1e-5
     wav = sorted(tiny_corpus.glob("*/*.wav"))[0]

@@ -346,8 +346,8 @@ class MelGANGenerator(nn.Module):
         magnitude, and its phase advance per hop, which says its frequency).
 
         Log magnitudes lie in ``LOG_MAGNITUDE_RANGE`` through a sigmoid (a full-scale sine's peak
-        bin is ~n_fft/4; a bound with a gradient everywhere, because an unbounded log magnitude
-        diverged within 400 steps at learning rate 1e-3); each increment is in ``bin_advance +- pi``.
+        bin is ~n_fft/4): a bound with a gradient everywhere, where a hard clamp left bins stuck at
+        the cap with none. Each increment is within ``max_deviation`` of ``bin_advance``.
         """
         if self.config.output == "waveform":
             raise ValueError("spectral_frames needs a generator with output='stft' or 'sines'")
