@@ -42,6 +42,9 @@ def test_generation_with_ground_truth_reproduces_training_pass(conditioned, fast
         stepped = kernel.teacher_forced(model, targets, cond) if fast else _teacher_forced_steps(model, targets, cond)
     assert full.shape == stepped.shape == (2, 256, 256)
     assert (full - stepped).abs().max().item() <= 1e-4
+    if fast:  # one stream takes the folded tier inputs (no packed GEMM): top and middle unconditioned, middle conditioned
+        single = kernel.teacher_forced(model, targets[:1], cond[:1] if conditioned else None)
+        assert (full[:1] - single).abs().max().item() <= 1e-4
 
 
 def _teacher_forced_case(batch: int = 3):
@@ -146,6 +149,14 @@ def test_bench_accounting_matches_the_model_parameters():
     large = (numel(model.top_rnn, model.top_upsample, weights_only=True) / c.top_frame_size
              + numel(model.mid_rnn, model.mid_upsample, weights_only=True) / c.frame_size + numel(mlp, weights_only=True))
     assert samplernn_weight_bytes_per_step(c) - samplernn_weight_bytes_per_step(c, bytes_per_weight=2) == pytest.approx(2 * large)
+    # the folded middle-tier input: layer 0's W_ih once per FS1 steps instead of per FS2, and the
+    # (FS2 + 1, 3 H) fold instead of mid_input's (FS2 + 1, H)
+    w_ih0 = model.mid_rnn.weight_ih_l0.numel()
+    saved = w_ih0 / c.frame_size - w_ih0 / c.top_frame_size - (c.frame_size + 1) * 2 * c.mid_hidden / c.frame_size
+    assert samplernn_weight_bytes_per_step(c) - samplernn_weight_bytes_per_step(c, folded=True, conditioned=True) == pytest.approx(4 * saved)
+    # unconditioned, the top tier's layer-0 W_ih is not read either; its (FS1 + 1, 3 H) fold is
+    top_saved = model.top_rnn.weight_ih_l0.numel() / c.top_frame_size - (c.top_frame_size + 1) * 2 * c.top_hidden / c.top_frame_size
+    assert samplernn_weight_bytes_per_step(c) - samplernn_weight_bytes_per_step(c, folded=True) == pytest.approx(4 * (saved + top_saved))
 
 
 def test_truncated_bptt_carries_hidden_state():

@@ -21,6 +21,7 @@ import time
 import torch
 
 from waveforge.bench import BenchContext, gemm_peak_gflops, read_bandwidth_gb_per_s, register, time_median
+from waveforge.kernels import primitives
 from waveforge.models.samplernn import SampleRNN, SampleRNNConfig
 from waveforge.models.wavenet import WaveNet, WaveNetConfig
 
@@ -46,11 +47,17 @@ def samplernn_flops_per_sample(c: SampleRNNConfig, input_table: bool = False) ->
     return top / c.top_frame_size + mid / c.frame_size + mlp
 
 
-def samplernn_weight_bytes_per_step(c: SampleRNNConfig, batch: int = 1, bytes_per_weight: int = 4) -> float:
+def samplernn_weight_bytes_per_step(
+    c: SampleRNNConfig, batch: int = 1, bytes_per_weight: int = 4, folded: bool = False, conditioned: bool = False
+) -> float:
     """Weight bytes the fused loop reads per generated step of ``batch`` streams: each tier's input,
     GRU and upsampling matrices every FS1 / FS2 steps and the MLP's three every step (read once for
     the whole batch; ``bytes_per_weight`` is their stored size), plus float32 biases, small input
-    matrices and FS2 rows of the MLP's input table per stream."""
+    matrices and FS2 rows of the MLP's input table per stream. ``folded`` (what the loop does without
+    a packed GEMM: one stream, or no MKL): the middle tier's layer-0 input matrix is read once per FS1
+    steps, with a float32 ``(FS2 + 1, 3 H)`` fold instead of ``mid_input``; unless ``conditioned``,
+    the top tier's layer-0 input matrix is not read at all, a ``(FS1 + 1, 3 H)`` fold replacing it
+    and ``top_input``."""
     r1 = c.top_frame_size // c.frame_size
 
     def tier(frame: int, hidden: int, up: int) -> tuple[int, int]:  # (large-matrix elements, float32 elements)
@@ -64,6 +71,13 @@ def samplernn_weight_bytes_per_step(c: SampleRNNConfig, batch: int = 1, bytes_pe
     mlp_small = 2 * c.mlp_hidden + c.n_classes + batch * c.frame_size * c.mlp_hidden
     large = top_large / c.top_frame_size + mid_large / c.frame_size + mlp_large
     small = top_small / c.top_frame_size + mid_small / c.frame_size + mlp_small
+    if folded:
+        mid_w_ih0 = 3 * c.mid_hidden**2
+        large += mid_w_ih0 / c.top_frame_size - mid_w_ih0 / c.frame_size
+        small += ((c.frame_size + 1) * 3 * c.mid_hidden - (c.frame_size + 1) * c.mid_hidden) / c.frame_size
+        if not conditioned:
+            large -= 3 * c.top_hidden**2 / c.top_frame_size
+            small += ((c.top_frame_size + 1) * 3 * c.top_hidden - (c.top_frame_size + 1) * c.top_hidden) / c.top_frame_size
     return large * bytes_per_weight + small * 4
 
 
@@ -154,7 +168,8 @@ def bench_samplernn(ctx: BenchContext):
         srnn.generate(n, batch_size=batch, backend="fast", weights=weights)
         first = time.perf_counter() - first
         t = time_median(lambda: srnn.generate(n, batch_size=batch, backend="fast", weights=weights), repeats=repeats, warmup=0)
-        bytes_per_step = samplernn_weight_bytes_per_step(c, batch, 2 if weights == "float16" else 4)
+        folded = batch == 1 or weights == "float16" or primitives.mkl() is None  # as kernels.samplernn._run decides
+        bytes_per_step = samplernn_weight_bytes_per_step(c, batch, 2 if weights == "float16" else 4, folded, c.cond_channels > 0)
         weight_gb_per_s = n * bytes_per_step / t / 1e9
         figure = _figure(name, batch * n, t, samplernn_flops_per_sample(c, input_table=True), backend="numba",
                          weights=weights, weights_mb=round(weight_mb, 1), first_call_s=round(first, 2),

@@ -154,10 +154,11 @@ if _wn.numba is not None:
             h_new[k] = (np.float32(1.0) - z) * n + z * h_old[k]
 
     @numba.njit(nogil=True, fastmath=_FM, error_model="numpy")
-    def _tier(x, h, parity, gru, units, up, up_cols, vec, gi, gh, up_out, gemm, sync, thread, n_threads, epoch):
+    def _tier(x, h, parity, gru, units, up, up_cols, vec, gi, gh, up_out, gemm, sync, thread, n_threads, epoch, gi_ready):
         """One frame-tier step: GRU stack on ``x (B, H)``, then this thread's columns of the upsampling
         projection into the shared ``vec (B, ...)``. ``h (2, L, B, H)`` is double-buffered: read
         ``h[parity]``, write ``h[1 - parity]``, so no thread overwrites a state another still reads.
+        With ``gi_ready``, ``gi`` already holds layer 0's ``W_ih x`` (and ``x`` is not read).
         Returns the barrier epoch."""
         w_ih, w_hh, b_ih, b_hh = gru
         w_up, b_up = up
@@ -166,7 +167,8 @@ if _wn.numba is not None:
         n_units = u1 - u0
         inp = x
         for layer in range(n_layers):
-            _product(inp, w_ih[layer], gi, gemm)
+            if layer > 0 or not gi_ready:
+                _product(inp, w_ih[layer], gi, gemm)
             _product(h[parity, layer], w_hh[layer], gh, gemm)
             for b in range(batch):
                 for k in range(3 * n_units):
@@ -186,13 +188,21 @@ if _wn.numba is not None:
     def _run(
         thread, n_threads, sync, gemm, n_steps, teacher, inputs, uniforms, temperature, top_p, cond_frames, has_cond,
         history, h_top, h_mid, top_vec, mid_vec, hidden1, hidden2, logits, out_logits, out_cls,
-        dequant, top_in, mid_in, table, top_gru, top_up, mid_gru, mid_up, mlp, cols,
+        dequant, top_in, mid_in, table, top_gru, top_up, mid_gru, mid_up, mlp, top_fold, mid_fold, cols,
     ):
         """One thread's share of ``n_steps`` samples. Shared (written by all threads, each its own
         columns or streams): ``history (B, FS1)``, ``h_top``/``h_mid (2, L, B, H)``, ``top_vec``,
         ``mid_vec``, ``hidden1``/``hidden2 (B, mlp_hidden)``, ``logits (B, 256)``, the outputs.
         ``cols`` holds the column boundaries (``T + 1`` each) of the top units, top upsampling, middle
-        units, middle upsampling, MLP hidden and class columns."""
+        units, middle upsampling, MLP hidden and class columns.
+
+        Without a packed GEMM (``gemm == 0``: one stream, or no MKL), the middle tier's first input
+        product is folded: its input is ``mid_input(frame) + top_vec[j]``, so ``W_ih`` of layer 0
+        is applied to all ``r1`` top vectors at once after each top step (one read of that matrix
+        per FS1 samples instead of per FS2), and the frame's part goes through the small
+        ``mid_fold = (W_ih mid_input.weight, W_ih mid_input.bias)``. Likewise the top tier of an
+        unconditional model, whose input is ``top_input(frame)`` alone: ``top_fold`` replaces its
+        layer-0 ``W_ih`` entirely."""
         batch, fs1 = history.shape
         w_top_in, b_top_in = top_in
         w_mid_in, b_mid_in = mid_in
@@ -209,6 +219,12 @@ if _wn.numba is not None:
         gi_top = np.empty((batch, 3 * n_top_units), np.float32)
         gh_top = np.empty((batch, 3 * n_top_units), np.float32)
         gi_mid = np.empty((batch, 3 * n_mid_units), np.float32)
+        fold = gemm == 0
+        r1 = fs1 // fs2
+        fold_w, fold_b = mid_fold
+        fold_top = fold and not has_cond
+        top_fold_w, top_fold_b = top_fold
+        g_mid = np.empty((batch * r1 if fold else 1, 3 * n_mid_units), np.float32)  # W_ih top_vec[j], per stream and j
         gh_mid = np.empty((batch, 3 * n_mid_units), np.float32)
         up_top = np.empty((batch, top_up_cols[thread + 1] - top_up_cols[thread]), np.float32)
         up_mid = np.empty((batch, mid_up_cols[thread + 1] - mid_up_cols[thread]), np.float32)
@@ -225,25 +241,50 @@ if _wn.numba is not None:
                 for b in range(batch):
                     for i in range(fs1):
                         frame_top[b, i] = dequant[history[b, i]]
-                np.dot(frame_top, w_top_in, x_top)
-                for b in range(batch):
-                    for k in range(n_top):
-                        x_top[b, k] += b_top_in[k]
-                        if has_cond:
-                            x_top[b, k] += cond_frames[b, k, t // fs1]
+                if fold_top:
+                    for b in range(batch):
+                        out = gi_top[b]
+                        for k in range(3 * n_top_units):
+                            out[k] = top_fold_b[k]
+                        for i in range(fs1):
+                            x_i = frame_top[b, i]
+                            w_i = top_fold_w[i]
+                            for k in range(3 * n_top_units):
+                                out[k] += x_i * w_i[k]
+                else:
+                    np.dot(frame_top, w_top_in, x_top)
+                    for b in range(batch):
+                        for k in range(n_top):
+                            x_top[b, k] += b_top_in[k]
+                            if has_cond:
+                                x_top[b, k] += cond_frames[b, k, t // fs1]
                 epoch = _tier(x_top, h_top, (t // fs1) % 2, top_gru, top_units, top_up, top_up_cols, top_vec,
-                              gi_top, gh_top, up_top, gemm, sync, thread, n_threads, epoch)
+                              gi_top, gh_top, up_top, gemm, sync, thread, n_threads, epoch, fold_top)
+                if fold:  # the barrier in _tier has published every thread's columns of top_vec
+                    _product(top_vec.reshape((batch * r1, n_mid)), mid_gru[0][0], g_mid, gemm)
             if t % fs2 == 0:  # middle tier: the last FS2 samples + the top tier's vector -> GRU -> FS2 vectors
                 j = (t % fs1) // fs2
                 for b in range(batch):
                     for i in range(fs2):
                         frame_mid[b, i] = dequant[history[b, fs1 - fs2 + i]]
-                np.dot(frame_mid, w_mid_in, x_mid)
-                for b in range(batch):
-                    for k in range(n_mid):
-                        x_mid[b, k] += b_mid_in[k] + top_vec[b, j * n_mid + k]
+                if fold:
+                    for b in range(batch):
+                        row = g_mid[b * r1 + j]
+                        out = gi_mid[b]
+                        for k in range(3 * n_mid_units):
+                            out[k] = row[k] + fold_b[k]
+                        for i in range(fs2):
+                            x_i = frame_mid[b, i]
+                            w_i = fold_w[i]
+                            for k in range(3 * n_mid_units):
+                                out[k] += x_i * w_i[k]
+                else:
+                    np.dot(frame_mid, w_mid_in, x_mid)
+                    for b in range(batch):
+                        for k in range(n_mid):
+                            x_mid[b, k] += b_mid_in[k] + top_vec[b, j * n_mid + k]
                 epoch = _tier(x_mid, h_mid, (t // fs2) % 2, mid_gru, mid_units, mid_up, mid_up_cols, mid_vec,
-                              gi_mid, gh_mid, up_mid, gemm, sync, thread, n_threads, epoch)
+                              gi_mid, gh_mid, up_mid, gemm, sync, thread, n_threads, epoch, fold)
             # sample tier: table rows of the last FS2 samples + the middle tier's vector -> MLP -> logits
             j = t % fs2
             for b in range(batch):
@@ -345,6 +386,19 @@ def _gru_parts(gru: torch.nn.GRU, bounds: np.ndarray, store: _Store) -> list[tup
     return parts
 
 
+def _fold_parts(gru: torch.nn.GRU, frame_input: torch.nn.Linear, bounds: np.ndarray) -> list[tuple]:
+    """Per thread, float32: ``(W (frame, 3 H_t), b (3 H_t,))`` = layer 0's ``W_ih`` (its gate rows) times
+    the tier's frame-input weight and bias, for the folded tier input (see :func:`_run`)."""
+    n_hidden = gru.hidden_size
+    w_ih = gru.weight_ih_l0.detach().float().cpu()
+    w_in, b_in = frame_input.weight.detach().float().cpu(), frame_input.bias.detach().float().cpu()
+    parts = []
+    for u0, u1 in zip(bounds[:-1], bounds[1:]):
+        rows = torch.cat([torch.arange(g * n_hidden + u0, g * n_hidden + u1) for g in range(3)])
+        parts.append((_f32((w_ih[rows] @ w_in).t()), _f32(w_ih[rows] @ b_in)))
+    return parts
+
+
 def _linear_parts(linear: torch.nn.Linear, bounds: np.ndarray, store: _Store) -> list[tuple]:
     """Per thread: ``(w (P,), b)``, its output columns of ``linear``."""
     return [(store([linear.weight[c0:c1]])[0], _f32(linear.bias[c0:c1])) for c0, c1 in zip(bounds[:-1], bounds[1:])]
@@ -360,10 +414,10 @@ def mlp_input_table(model) -> np.ndarray:
 @dataclass
 class _Packed:
     """A model's weights laid out for :func:`_run`: the small ones every thread reads whole, and
-    per thread its column blocks ``(top_gru, top_up, mid_gru, mid_up, mlp)``."""
+    per thread its column blocks ``(top_gru, top_up, mid_gru, mid_up, mlp)`` and its tier folds."""
 
     small: tuple  # (dequant, (w_top_in, b_top_in), (w_mid_in, b_mid_in), mlp input table)
-    per_thread: list[tuple]
+    per_thread: list[tuple]  # (top_gru, top_up, mid_gru, mid_up, mlp, top_fold, mid_fold)
     cols: tuple  # column boundaries: top units, top upsampling, middle units, middle upsampling, MLP hidden, classes
 
 
@@ -388,6 +442,7 @@ def _pack(model, store: _Store, n_threads: int) -> _Packed:
         with torch.no_grad():
             top_gru, top_up = _gru_parts(model.top_rnn, cols[0], store), _linear_parts(model.top_upsample, cols[1], store)
             mid_gru, mid_up = _gru_parts(model.mid_rnn, cols[2], store), _linear_parts(model.mid_upsample, cols[3], store)
+            top_fold, mid_fold = _fold_parts(model.top_rnn, model.top_input, cols[0]), _fold_parts(model.mid_rnn, model.mid_input, cols[2])
             w1, w2 = _linear_parts(model.mlp[1], cols[4], store), _linear_parts(model.mlp[3], cols[4], store)
             w3 = _linear_parts(model.mlp[5], cols[5], store)
             small = (
@@ -399,7 +454,7 @@ def _pack(model, store: _Store, n_threads: int) -> _Packed:
     finally:
         if store.mkl is not None:
             store.mkl.restore(mkl_threads)
-    per_thread = [(top_gru[t], top_up[t], mid_gru[t], mid_up[t], (*w1[t], *w2[t], *w3[t])) for t in range(n_threads)]
+    per_thread = [(top_gru[t], top_up[t], mid_gru[t], mid_up[t], (*w1[t], *w2[t], *w3[t]), top_fold[t], mid_fold[t]) for t in range(n_threads)]
     packed = _Packed(small, per_thread, cols)
     _PACK_CACHE[model] = (key, packed)
     return packed
