@@ -27,17 +27,20 @@ class Synthesizer:
     Long conditioned inputs are synthesised in chunks of ``chunk_frames`` frames, each with
     ``adapter.chunk_context_frames`` frames of context on both sides that are computed and then
     dropped, so memory stays bounded and the seams match a whole-input pass. An adapter may
-    widen the context per model (``context_frames(model)``) and chunk by itself
+    choose the chunk (``chunk_frames(model)``) and the context (``context_frames(model)``) per
+    model, and chunk by itself
     (``synthesize_chunked``: MelGAN's stft head carries its running phase from chunk to chunk).
     """
 
-    def __init__(self, model: nn.Module, adapter: FamilyAdapter, model_file: ModelFile, chunk_frames: int = 512):
+    def __init__(self, model: nn.Module, adapter: FamilyAdapter, model_file: ModelFile, chunk_frames: int | None = None):
         self.model = model
         self.adapter = adapter
         self.model_file = model_file
         self.family = model_file.family
         self.feature: FeatureConfig | None = model_file.feature
         self.sample_rate = model_file.sample_rate
+        if chunk_frames is None:  # the family's preference (MelGAN: small chunks stay in cache), else 512
+            chunk_frames = adapter.chunk_frames(model) if hasattr(adapter, "chunk_frames") else 512
         self.chunk_frames = chunk_frames
         self._mel = MelSpectrogram(self.feature) if isinstance(self.feature, MelConfig) else None
 
