@@ -153,6 +153,17 @@ if _wn.numba is not None:
             n = _tanh(gi[2 * n_units + k] + r * gh[2 * n_units + k])
             h_new[k] = (np.float32(1.0) - z) * n + z * h_old[k]
 
+    @numba.njit(inline="always", fastmath=_FM, error_model="numpy")
+    def _folded_input(out, base, bias, frame, fold_w):
+        """``out <- base + bias + frame @ fold_w``: one stream's first-layer ``W_ih x`` from a folded tier input."""
+        for k in range(out.shape[0]):
+            out[k] = base[k] + bias[k]
+        for i in range(frame.shape[0]):
+            x_i = frame[i]
+            w_i = fold_w[i]
+            for k in range(out.shape[0]):
+                out[k] += x_i * w_i[k]
+
     @numba.njit(nogil=True, fastmath=_FM, error_model="numpy")
     def _tier(x, h, parity, gru, units, up, up_cols, vec, gi, gh, up_out, gemm, sync, thread, n_threads, epoch, gi_ready):
         """One frame-tier step: GRU stack on ``x (B, H)``, then this thread's columns of the upsampling
@@ -224,6 +235,7 @@ if _wn.numba is not None:
         fold_w, fold_b = mid_fold
         fold_top = fold and not has_cond
         top_fold_w, top_fold_b = top_fold
+        no_base = np.zeros(3 * n_top_units, np.float32)
         g_mid = np.empty((batch * r1 if fold else 1, 3 * n_mid_units), np.float32)  # W_ih top_vec[j], per stream and j
         gh_mid = np.empty((batch, 3 * n_mid_units), np.float32)
         up_top = np.empty((batch, top_up_cols[thread + 1] - top_up_cols[thread]), np.float32)
@@ -243,14 +255,7 @@ if _wn.numba is not None:
                         frame_top[b, i] = dequant[history[b, i]]
                 if fold_top:
                     for b in range(batch):
-                        out = gi_top[b]
-                        for k in range(3 * n_top_units):
-                            out[k] = top_fold_b[k]
-                        for i in range(fs1):
-                            x_i = frame_top[b, i]
-                            w_i = top_fold_w[i]
-                            for k in range(3 * n_top_units):
-                                out[k] += x_i * w_i[k]
+                        _folded_input(gi_top[b], no_base, top_fold_b, frame_top[b], top_fold_w)
                 else:
                     np.dot(frame_top, w_top_in, x_top)
                     for b in range(batch):
@@ -269,15 +274,7 @@ if _wn.numba is not None:
                         frame_mid[b, i] = dequant[history[b, fs1 - fs2 + i]]
                 if fold:
                     for b in range(batch):
-                        row = g_mid[b * r1 + j]
-                        out = gi_mid[b]
-                        for k in range(3 * n_mid_units):
-                            out[k] = row[k] + fold_b[k]
-                        for i in range(fs2):
-                            x_i = frame_mid[b, i]
-                            w_i = fold_w[i]
-                            for k in range(3 * n_mid_units):
-                                out[k] += x_i * w_i[k]
+                        _folded_input(gi_mid[b], g_mid[b * r1 + j], fold_b, frame_mid[b], fold_w)
                 else:
                     np.dot(frame_mid, w_mid_in, x_mid)
                     for b in range(batch):
