@@ -22,7 +22,7 @@ from waveforge.models.melgan import MelGANGenerator, MelGANGeneratorConfig
 
 class MelGANAdapter:
     name = "melgan"
-    chunk_context_frames = 32  # a fallback; context_frames(model) gives each generator's own receptive field
+    chunk_context_frames = 32  # not None: this family chunks; the context used is context_frames(model)
     compilable = True  # Synthesizer.compile: torch.compile of the plain module
 
     def build(self, model_config: dict, state_dict: dict[str, torch.Tensor]) -> MelGANGenerator:
