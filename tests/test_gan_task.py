@@ -159,7 +159,7 @@ def test_eval_reports_model_and_griffin_lim(trained, tiny_corpus, capsys):
         assert set(row) >= {"mr_stft", "lsd_db", "mel_l1"} and all(np.isfinite(v) for v in row.values())
 
 
-def test_compile_is_melgan_only_and_says_why(trained, tmp_path, monkeypatch):
+def test_compile_without_a_compiler_says_why(trained, tmp_path, monkeypatch):
     synth = waveforge.load(trained[2])
     monkeypatch.setattr("shutil.which", lambda name: None)
     with pytest.raises(BadInputError, match="C\\+\\+ compiler"):

@@ -21,7 +21,7 @@ import time
 import torch
 
 from waveforge.bench import BenchContext, gemm_peak_gflops, read_bandwidth_gb_per_s, register, time_median
-from waveforge.kernels import primitives
+from waveforge.kernels import samplernn as samplernn_kernel
 from waveforge.models.samplernn import SampleRNN, SampleRNNConfig
 from waveforge.models.wavenet import WaveNet, WaveNetConfig
 
@@ -168,7 +168,7 @@ def bench_samplernn(ctx: BenchContext):
         srnn.generate(n, batch_size=batch, backend="fast", weights=weights)
         first = time.perf_counter() - first
         t = time_median(lambda: srnn.generate(n, batch_size=batch, backend="fast", weights=weights), repeats=repeats, warmup=0)
-        folded = batch == 1 or weights == "float16" or primitives.mkl() is None  # as kernels.samplernn._run decides
+        folded = not samplernn_kernel.uses_packed_gemm(weights, batch)
         bytes_per_step = samplernn_weight_bytes_per_step(c, batch, 2 if weights == "float16" else 4, folded, c.cond_channels > 0)
         weight_gb_per_s = n * bytes_per_step / t / 1e9
         figure = _figure(name, batch * n, t, samplernn_flops_per_sample(c, input_table=True), backend="numba",

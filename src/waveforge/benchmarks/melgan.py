@@ -121,11 +121,10 @@ def bench_melgan(ctx: BenchContext) -> Iterator[dict]:
 def _compiled_figure(reference, cond, flops: float, audio_seconds: float, ctx: BenchContext) -> dict:
     """``melgan-paper/vocode-compiled``: the plain module through ``torch.compile`` (``Synthesizer.compile``,
     ``waveforge vocode --compile``); compile time reported apart, outputs checked against eager."""
-    import os
-    import shutil
+    from waveforge.inference.synthesizer import cxx_compiler_available
 
     name = "melgan-paper/vocode-compiled"
-    if not any(shutil.which(c) for c in (os.environ.get("CXX") or "g++", "c++", "clang++")):
+    if not cxx_compiler_available():
         return {"name": name, "skipped": "no C++ compiler for torch.compile"}
     compiled = torch.compile(reference)
     with torch.inference_mode():

@@ -465,12 +465,18 @@ def _threads(n_threads: int | None) -> int:
 
 
 # ---------------------------------------------------------------------------- driver
+def uses_packed_gemm(weights: str, batch: int) -> bool:
+    """Whether the loop multiplies through MKL's packed GEMM (float32 batches, MKL present); when it
+    does not, it folds the tier inputs (see :func:`_run`)."""
+    return weights == "float32" and batch > 1 and _prim.mkl() is not None
+
+
 def _drive(model, n_steps, teacher_targets, cond, temperature, top_p, batch, generator, weights, n_threads):
     if weights not in WEIGHT_DTYPES:
         raise ValueError(f"weights must be one of {WEIGHT_DTYPES}, got {weights!r}")
     c = model.config
     n_threads = _threads(n_threads)
-    mkl = _prim.mkl() if weights == "float32" and batch > 1 else None
+    mkl = _prim.mkl() if uses_packed_gemm(weights, batch) else None
     packed = _pack(model, _Store(weights, mkl, batch), n_threads)
     with torch.no_grad():
         state = model.new_state(batch, cond, n_steps)

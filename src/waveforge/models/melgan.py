@@ -45,7 +45,7 @@ UPSAMPLING_MODES = ("transposed", "nearest")
 OUTPUT_HEADS = ("waveform", "stft", "sines")
 #: the sines head's taps: each oscillator writes its window's main lobe into this many bins either side
 SINE_TAPS = 3
-#: the stft head's log-magnitude range: 1e-5 (below 16-bit quantisation) to 100 (above full scale)
+#: the spectral heads' log-magnitude range: 1e-5 (below 16-bit quantisation) to 100 (above full scale)
 LOG_MAGNITUDE_RANGE = (math.log(1e-5), math.log(100.0))
 
 
@@ -317,15 +317,18 @@ class MelGANGenerator(nn.Module):
             min_frames = max(min_frames, widest // rate + 1)
         self.min_frames = max(min_frames, self.output_pad // math.prod(c.upsample_factors) + 1)
 
-    def forward(self, cond: torch.Tensor) -> torch.Tensor:
+    def _check_cond(self, cond: torch.Tensor) -> None:
         if cond.dim() != 3 or cond.shape[1] != self.config.cond_channels:
             raise ValueError(f"expected cond of shape (B, {self.config.cond_channels}, F), got {tuple(cond.shape)}")
+        if cond.shape[-1] < self.min_frames:
+            raise ValueError(f"need at least {self.min_frames} conditioning frames (reflection padding), got {cond.shape[-1]}")
+
+    def forward(self, cond: torch.Tensor) -> torch.Tensor:
         n_frames = cond.shape[-1]
-        if n_frames < self.min_frames:
-            raise ValueError(f"need at least {self.min_frames} conditioning frames (reflection padding), got {n_frames}")
         if self.config.output != "waveform":
             log_magnitude, increments = self.spectral_frames(cond)
             return self.frames_to_audio(log_magnitude, increments, self.integrate_phase(increments))
+        self._check_cond(cond)
         audio = torch.tanh(self._head_input(cond))
         assert audio.shape[-1] == n_frames * self.hop_length  # (B, 1, F * hop)
         return audio
@@ -351,10 +354,7 @@ class MelGANGenerator(nn.Module):
         """
         if self.config.output == "waveform":
             raise ValueError("spectral_frames needs a generator with output='stft' or 'sines'")
-        if cond.dim() != 3 or cond.shape[1] != self.config.cond_channels:
-            raise ValueError(f"expected cond of shape (B, {self.config.cond_channels}, F), got {tuple(cond.shape)}")
-        if cond.shape[-1] < self.min_frames:
-            raise ValueError(f"need at least {self.min_frames} conditioning frames (reflection padding), got {cond.shape[-1]}")
+        self._check_cond(cond)
         raw_magnitude, deviation = self._head_input(cond).chunk(2, dim=1)
         low, high = LOG_MAGNITUDE_RANGE
         log_magnitude = low + (high - low) * torch.sigmoid(raw_magnitude)
@@ -448,7 +448,7 @@ class MelGANGenerator(nn.Module):
         c = self.config
         # Work backwards from the output in samples, then convert to frames at the input rate.
         rf = c.output_kernel_size // 2  # at the output conv's rate: samples, or the stft head's frames
-        if c.output == "stft":  # an output sample sums the frames whose windows cover it
+        if c.output != "waveform":  # an output sample sums the frames whose windows cover it
             rf += math.ceil(c.n_fft / 2 / c.stft_hop)
         rate = 1
         for factor in reversed(c.upsample_factors):
