@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -13,6 +15,7 @@ from waveforge.losses import (
     generator_loss,
     hinge_discriminator_loss,
     hinge_generator_loss,
+    log_spectral_distance_loss,
     lsgan_discriminator_loss,
     lsgan_generator_loss,
     mel_l1_loss,
@@ -112,6 +115,25 @@ def test_stft_loss_terms_hand_checked_for_scaled_signal():
     torch.testing.assert_close(sc, torch.tensor([0.5]), atol=1e-4, rtol=0)
     # sqrt(|S|^2 + 1e-9) inside stft_magnitude bends the ratio only for near-silent bins
     assert abs(mag.item() - torch.log(torch.tensor(2.0)).item()) < 1e-3
+
+
+def test_log_spectral_distance_loss_hand_checked_and_finite_on_silence():
+    """Scaling by 2 is 6.02 dB in every bin above the floor; the metric is the loss at eps 0; two
+    silent inputs (every bin at the floor) still give finite gradients."""
+    from waveforge.metrics import log_spectral_distance
+
+    torch.manual_seed(0)
+    x = 0.3 * torch.randn(2, 1, 8192)
+    lsd = log_spectral_distance_loss(2 * x, x, eps=0.0)
+    torch.testing.assert_close(lsd, torch.full((2,), 20 * math.log10(2)), atol=1e-3, rtol=0)
+    assert abs(log_spectral_distance(x[0], 2 * x[0]) - 20 * math.log10(2)) < 1e-3
+    assert log_spectral_distance_loss(x, x).max() < 0.011  # sqrt(eps)
+    silent = torch.zeros(2, 1, 8192, requires_grad=True)
+    log_spectral_distance_loss(silent, torch.zeros(2, 1, 8192)).sum().backward()
+    assert torch.isfinite(silent.grad).all()
+    quiet = (0.1 * x).requires_grad_()
+    log_spectral_distance_loss(quiet, x).sum().backward()
+    assert torch.isfinite(quiet.grad).all() and quiet.grad.abs().sum() > 0
 
 
 def test_training_loss_normalises_spectral_convergence_over_the_batch():

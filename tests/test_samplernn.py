@@ -94,10 +94,11 @@ def test_fast_generation_is_deterministic_and_independent_of_threads():
         assert all(torch.equal(runs[0], r) for r in runs[1:])
 
 
-def test_float16_weights_are_opt_in_and_close():
-    """weights="float16" (opt-in) stores the large matrices in float16 with float32 accumulation:
-    logits within 2e-3 of the training pass relative to their scale, at batch 1 (streamed product)
-    and batch 3 (tiled product)."""
+def test_float16_weights_are_close_and_auto_picks_them_where_bandwidth_bounds(monkeypatch):
+    """weights="float16" stores the large matrices in float16 with float32 accumulation: logits
+    within 2e-3 of the training pass relative to their scale, at batch 1 (streamed product) and
+    batch 3 (tiled product). The default, "auto", samples one stream with float16 weights and a
+    batch that runs MKL's packed GEMM with float32 ones."""
     from waveforge.kernels import samplernn as kernel
 
     if not kernel.available():
@@ -109,6 +110,13 @@ def test_float16_weights_are_opt_in_and_close():
         assert 0 < error <= 2e-3 * full.abs().max().item()
     audio = model.generate(cond=cond[:1], weights="float16", generator=torch.Generator().manual_seed(0))
     assert audio.shape == (1, 1, 256) and audio.abs().max() <= 1.0
+    chosen = []
+    real_generate = kernel.generate
+    monkeypatch.setattr(kernel, "generate", lambda *a, **k: chosen.append(a[7]) or real_generate(*a, **k))
+    model.generate(cond=cond[:1])
+    model.generate(cond=cond)
+    monkeypatch.undo()
+    assert chosen == ["float16", "float32" if kernel.uses_packed_gemm("float32", 3) else "float16"]
     with pytest.raises(ValueError, match="fast backend"):
         model.generate(cond=cond[:1], weights="float16", backend="reference")
     with pytest.raises(ValueError, match="weights must be"):

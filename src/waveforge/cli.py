@@ -23,6 +23,9 @@ def _add_synthesis_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1 = off)")
     g.add_argument("--sigma", type=float, default=None, help="WaveGlow prior temperature (default: the model's)")
     g.add_argument("--seed", type=int, default=None)
+    g.add_argument("--weights", choices=("auto", "float32", "float16"), default="auto",
+                   help="SampleRNN's generation weights: auto (default) stores them in float16 where memory "
+                        "bandwidth bounds the speed (one stream), float32 otherwise")
     g.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
 
 
@@ -37,6 +40,7 @@ def _options(args: argparse.Namespace, **overrides):
         guidance=args.guidance,
         sigma=args.sigma,
         seed=args.seed,
+        weights=args.weights,
         progress=True,
         **overrides,
     )

@@ -51,7 +51,7 @@ def _train(corpus: Path, runs: Path, conditioning: str, seconds: float):
         output="sines",
         discriminator="msd",
         discriminator_size="tiny",
-        loss_weights={"adversarial": 1.0, "feature_matching": 2.0, "mel": 45.0, "mr_stft": 2.5, "dc": 100.0},
+        loss_weights={"adversarial": 1.0, "feature_matching": 2.0, "mel": 45.0, "mr_stft": 2.5, "dc": 100.0, "lsd": 2.3},
         warmup_steps=10**6,  # the demo budget is all warm-up: spectral losses only
         lr_generator=2e-4,
         betas=(0.8, 0.99),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from waveforge.audio.mel import MelConfig, MelSpectrogram, stft_magnitude
+from waveforge.audio.mel import MelConfig, MelSpectrogram
 from waveforge.losses import stft as stft_losses
 
 def _aligned(reference: torch.Tensor, generated: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -27,13 +27,11 @@ def log_spectral_distance(reference: torch.Tensor, generated: torch.Tensor, n_ff
     inaudible noise in the other do not dominate the figure.
     """
     reference, generated = _aligned(reference, generated)
-    window = torch.hann_window(n_fft)
-    full_scale = window.sum() / 2  # STFT magnitude of a full-scale sine at a bin centre
-    floor = 10 ** (floor_db / 10)
-    ref = (stft_magnitude(reference, n_fft, hop, n_fft, window) / full_scale).square().clamp(min=floor)
-    gen = (stft_magnitude(generated, n_fft, hop, n_fft, window) / full_scale).square().clamp(min=floor)
-    diff_db = 10 * (torch.log10(ref) - torch.log10(gen))
-    return float(diff_db.square().mean(dim=-2).sqrt().mean())
+    with torch.no_grad():
+        distance = stft_losses.log_spectral_distance_loss(
+            generated.reshape(1, -1), reference.reshape(1, -1), n_fft, hop, floor_db, eps=0.0
+        )
+    return float(distance[0])
 
 
 def mel_l1(reference: torch.Tensor, generated: torch.Tensor, config: MelConfig) -> float:

@@ -1,4 +1,4 @@
-"""Training losses: GAN objectives and feature matching, multi-resolution STFT, mel L1."""
+"""Training losses: GAN objectives and feature matching, multi-resolution STFT, log-spectral distance, mel L1."""
 
 from waveforge.losses.gan import (
     GANLossKind,
@@ -14,6 +14,7 @@ from waveforge.losses.stft import (
     DEFAULT_RESOLUTIONS,
     MultiResolutionSTFTLoss,
     STFTLossResult,
+    log_spectral_distance_loss,
     mel_l1_loss,
     mr_stft_distance,
     multi_resolution_stft_loss,
@@ -31,6 +32,7 @@ __all__ = [
     "hinge_discriminator_loss",
     "hinge_generator_loss",
     "lsgan_discriminator_loss",
+    "log_spectral_distance_loss",
     "lsgan_generator_loss",
     "mel_l1_loss",
     "mr_stft_distance",

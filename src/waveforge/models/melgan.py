@@ -127,6 +127,8 @@ class MelGANGeneratorConfig:
                 )
             if self.n_fft % 2 or self.n_fft < 2 * self.stft_hop:
                 raise ValueError(f"n_fft must be even and at least twice the stft head's hop ({self.stft_hop}), got {self.n_fft}")
+            if self.output == "sines" and self.n_fft < 4 * SINE_TAPS:
+                raise ValueError(f"the sines head writes {SINE_TAPS} bins either side of each oscillator, so n_fft must be at least {4 * SINE_TAPS}, got {self.n_fft}")
         n_stages = len(self.upsample_factors)
         if self.initial_channels % (2**n_stages) != 0:
             raise ValueError(
@@ -384,21 +386,30 @@ class MelGANGenerator(nn.Module):
         increment), with peak-bin magnitude ``exp(log_magnitude)`` and phase ``phase`` at the
         frame's first sample. Its spectrum is the Hann window's transform centred there, kept
         over ``SINE_TAPS`` bins either side (the main lobe is two bins wide; the first sidelobe
-        is 31 dB down). A partial is one oscillator's lobe, so its bins are coherent by
-        construction, which a per-bin phase sum (the stft head) cannot guarantee.
+        is 31 dB down), with its negative-frequency image folded back in near 0 Hz and Nyquist, so
+        the frame is exactly a windowed real sinusoid at any frequency. A partial is one
+        oscillator's lobe, so its bins are coherent by construction, which a per-bin phase sum
+        (the stft head) cannot guarantee.
         """
         n_fft, hop = self.config.n_fft, self.config.stft_hop
         per_bin = 2 * math.pi * hop / n_fft
         offset = torch.remainder(increments - self.bin_advance[:, None] + math.pi, 2 * math.pi) - math.pi
         offset = offset / per_bin  # (B, K, L): u, the oscillator's distance from its bin centre, in bins
         amplitude = torch.polar(torch.exp(log_magnitude), phase)
-        n_bins = log_magnitude.shape[1]
-        spectrum = None
-        for m in range(-SINE_TAPS, SINE_TAPS + 1):
-            lobe = amplitude * hann_transform(m - offset, n_fft)  # into bin k + m
-            shifted = F.pad(lobe, (0, 0, max(m, 0), max(-m, 0)))[:, max(-m, 0) : max(-m, 0) + n_bins]
-            spectrum = shifted if spectrum is None else spectrum + shifted
-        return spectrum
+        n_bins, taps = log_magnitude.shape[1], SINE_TAPS
+        # bins -taps .. n_bins - 1 + taps: each lobe lands whole, also past 0 Hz and Nyquist
+        extended = sum(F.pad(amplitude * hann_transform(m - offset, n_fft), (0, 0, m + taps, taps - m)) for m in range(-taps, taps + 1))
+        # A real sinusoid also has a negative-frequency image, the conjugate lobe mirrored about
+        # 0 Hz (and, the DFT being periodic, about Nyquist). Bin -j's value is bin j's image; at
+        # 0 Hz and Nyquist the lobe meets its own image, so those bins become real. Oscillators
+        # within ``taps`` bins of either end (below 86 Hz at n_fft 1024) would otherwise lose it.
+        below = extended[:, : taps + 1].flip(1).conj()  # bins 0 .. -taps, into 0 .. taps
+        above = extended[:, n_bins - 1 + taps :].flip(1).conj()  # bins Nyquist + taps .. Nyquist, into Nyquist - taps .. Nyquist
+        return (
+            extended[:, taps : taps + n_bins]
+            + F.pad(below, (0, 0, 0, n_bins - taps - 1))
+            + F.pad(above, (0, 0, n_bins - taps - 1, 0))
+        )
 
     def overlap_add(self, spectrum: torch.Tensor) -> torch.Tensor:
         """Inverse STFT of a complex ``(B, K, L)`` spectrum -> ``(B, 1, L * stft_hop)``.

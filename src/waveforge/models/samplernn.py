@@ -219,15 +219,18 @@ class SampleRNN(nn.Module):
         progress: bool = False,
         generator: torch.Generator | None = None,
         backend: str = "auto",
-        weights: str = "float32",
+        weights: str = "auto",
     ) -> torch.Tensor:
         """Sample ``(B, 1, n_samples)`` audio in [-1, 1]; with ``cond (B, C, F)``, ``n_samples = F * hop``.
 
         ``backend``: ``"fast"`` (the fused numba loop in :mod:`waveforge.kernels.samplernn`),
         ``"reference"`` (the PyTorch :meth:`step` loop) or ``"auto"`` (fast when available, on CPU).
-        ``weights="float16"`` (fast path only, opt-in): the large weight matrices are stored in float16
-        for generation, halving the memory traffic that bounds a single stream; products still
-        accumulate in float32, and logits differ from float32 weights by ~1e-3 of their scale.
+        ``weights``: how the fast path stores the large weight matrices. ``"float16"`` halves the
+        memory traffic that bounds a single stream; products still accumulate in float32, and logits
+        differ from float32 weights by ~1e-3 of their scale. ``"auto"`` (the default) picks float16
+        where the loop is bandwidth-bound (no packed GEMM: one stream, or no MKL) and float32
+        otherwise (a batch is bound by arithmetic); the reference backend is always float32.
+        ``"float32"`` is the exact path (it reproduces :meth:`forward`'s logits).
         """
         if cond is not None:
             n_samples = cond.shape[-1] * self.config.hop_length
@@ -236,15 +239,19 @@ class SampleRNN(nn.Module):
             raise ValueError("n_samples (or cond) is required")
         if backend not in ("auto", "fast", "reference"):
             raise ValueError(f"backend must be 'auto', 'fast' or 'reference', got {backend!r}")
-        if weights != "float32" and (backend == "reference" or self.top_h0.device.type != "cpu"):
+        if weights not in ("auto", "float32", "float16"):
+            raise ValueError(f"weights must be 'auto', 'float32' or 'float16', got {weights!r}")
+        if weights == "float16" and (backend == "reference" or self.top_h0.device.type != "cpu"):
             raise ValueError(f"weights={weights!r} needs the fast backend (on CPU)")
         if backend != "reference" and self.top_h0.device.type == "cpu":
             from waveforge.kernels import samplernn as fast
 
             if fast.available():
+                if weights == "auto":
+                    weights = "float32" if fast.uses_packed_gemm("float32", batch_size) else "float16"
                 classes = fast.generate(self, n_samples, cond, temperature, top_p, batch_size, generator, weights)
                 return mu_law_decode(classes, self.config.mu_law_bits)[:, None, :]
-            if backend == "fast" or weights != "float32":
+            if backend == "fast" or weights == "float16":
                 raise RuntimeError(f"the fast SampleRNN kernel is unavailable: {fast.unavailable_reason()}")
             warnings.warn(f"SampleRNN: the fused loop is unavailable ({fast.unavailable_reason()}); using the PyTorch loop", RuntimeWarning, stacklevel=2)
         state = self.new_state(batch_size, cond, n_samples)

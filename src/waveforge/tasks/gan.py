@@ -20,11 +20,11 @@ import torch
 from waveforge.audio.mel import MelConfig, MelSpectrogram
 from waveforge.inference.modelfile import ModelFile
 from waveforge.losses.gan import discriminator_loss, feature_matching_loss, generator_loss
-from waveforge.losses.stft import MultiResolutionSTFTLoss, mel_l1_loss
+from waveforge.losses.stft import MultiResolutionSTFTLoss, log_spectral_distance_loss, mel_l1_loss
 from waveforge.models.melgan import MelGANGenerator, MelGANGeneratorConfig, build_discriminator
 from waveforge.tasks.base import WaveformTask
 
-DEFAULT_LOSS_WEIGHTS = {"adversarial": 1.0, "feature_matching": 10.0, "mel": 45.0, "mr_stft": 0.0, "dc": 0.0}
+DEFAULT_LOSS_WEIGHTS = {"adversarial": 1.0, "feature_matching": 10.0, "mel": 45.0, "mr_stft": 0.0, "dc": 0.0, "lsd": 0.0}
 
 
 def default_upsample_factors(hop_length: int) -> list[int]:
@@ -53,7 +53,8 @@ class GANVocoderTask(WaveformTask):
         discriminator: ``"msd"`` (MelGAN), ``"mpd"`` (HiFi-GAN) or ``"msd+mpd"``.
         discriminator_size: ``"paper"`` or ``"tiny"`` (tests).
         gan_loss: ``"hinge"`` (MelGAN) or ``"lsgan"`` (HiFi-GAN).
-        loss_weights: weights of ``adversarial``, ``feature_matching``, ``mel``, ``mr_stft`` and ``dc``.
+        loss_weights: weights of ``adversarial``, ``feature_matching``, ``mel``, ``mr_stft``, ``dc``
+            and ``lsd`` (log-spectral distance in dB, :func:`~waveforge.losses.stft.log_spectral_distance_loss`).
         warmup_steps: generator-only steps with the spectral terms alone before the GAN starts.
         lr_generator, lr_discriminator, betas: Adam settings (MelGAN: 1e-4, (0.5, 0.9)).
         lr_decay: multiplicative learning-rate decay applied every 1000 generator steps.
@@ -136,6 +137,8 @@ class GANVocoderTask(WaveformTask):
             terms["mr_stft"] = self.mr_stft(fake, audio).total
         if w["dc"]:
             terms["dc"] = (fake.mean(dim=-1) - audio.mean(dim=-1)).abs().mean()
+        if w["lsd"]:
+            terms["lsd"] = log_spectral_distance_loss(fake, audio).mean()
         if gan_on:
             fake_out = self.discriminator(fake)
             with torch.no_grad():
@@ -163,6 +166,7 @@ class GANVocoderTask(WaveformTask):
         fake = self.generator(cond)
         self.log("val/mel_l1", mel_l1_loss(fake, audio, self.mel), prog_bar=True, sync_dist=True)
         self.log("val/mr_stft", self.mr_stft(fake, audio).total, sync_dist=True)
+        self.log("val/lsd", log_spectral_distance_loss(fake, audio, eps=0.0).mean(), sync_dist=True)
 
     def configure_optimizers(self):
         hp = self.hparams

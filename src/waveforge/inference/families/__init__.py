@@ -28,6 +28,7 @@ class SynthesisOptions:
     sigma: float | None = None  # WaveGlow prior temperature
     seed: int | None = None
     batch_size: int = 1  # unconditional sampling only; conditioned batches follow `cond`
+    weights: str = "auto"  # SampleRNN's generation weights: auto, float32 or float16 (SampleRNN.generate)
     progress: bool = False
 
 

@@ -22,6 +22,7 @@ class SampleRNNAdapter:
         return model.generate(
             None if cond is not None else n_samples, cond,
             temperature=options.temperature, top_p=options.top_p, batch_size=options.batch_size, progress=options.progress,
+            weights=options.weights,
         )[..., :n_samples]
 
     def likelihood_kind(self, model: SampleRNN) -> LikelihoodKind:
