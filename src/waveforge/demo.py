@@ -139,7 +139,7 @@ def run_demo(out: str | Path = "demo-out", minutes: float | None = None) -> dict
     print(
         f"\nvocoder MR-STFT {v['model']['mr_stft']:.3f} (Griffin-Lim {v['griffin_lim']['mr_stft']:.3f}), "
         f"LSD {v['model']['lsd_db']:.2f} dB (Griffin-Lim {v['griffin_lim']['lsd_db']:.2f} dB): "
-        f"{verdict} after a {train_seconds / 60:.1f}-minute demo budget (recipes/melgan/README.md has the 30-minute recipe)."
+        f"{verdict} after a {train_seconds / 60:.1f}-minute demo budget (recipes/melgan/README.md has the 25-minute recipe)."
     )
     print(f"wrote to {out}/: " + ", ".join(f"{n}.wav" for n in wavs) + ", spectrograms.png, metrics.json, melgan-*.safetensors, runs/ (TensorBoard)")
     print(f"done in {metrics['demo_seconds']:.0f} s")

@@ -23,7 +23,8 @@ each sample adds FS2 rows instead of reading the whole ``(FS2 E, mlp_hidden)`` m
 **What bounds it.** One stream reads every weight once per use: per sample ~1/16 of the top tier,
 1/4 of the middle tier and the whole MLP, ~30 MB in float32 for the paper model, from a 150 MB
 working set that does not stay in cache; memory bandwidth, not arithmetic, sets the speed.
-``weights="float16"`` (opt-in) halves those bytes; products still accumulate in float32. A batch of
+``weights="float16"`` halves those bytes; products still accumulate in float32 (``SampleRNN.generate``
+picks it by default where no packed GEMM runs: ``weights="auto"``). A batch of
 32 is bound by arithmetic: with PyTorch's MKL available, batched products use MKL's packed GEMM
 (:func:`~waveforge.kernels.primitives.mkl`), else ``np.dot`` (OpenBLAS).
 
