@@ -401,6 +401,9 @@ def test_stft_head_config_checks():
         MelGANGeneratorConfig(output="mdct")
     with pytest.raises(ValueError, match="does not divide"):
         MelGANGeneratorConfig(upsample_factors=[3], output="sines")
+    with pytest.raises(ValueError, match="n_fft must be at least 6"):
+        MelGANGeneratorConfig(hop_length=2, upsample_factors=[1], output="sines", n_fft=4)
+    MelGANGeneratorConfig(hop_length=2, upsample_factors=[1], output="sines", n_fft=6)  # the smallest: lobes fold once
     config = MelGANGeneratorConfig(upsample_factors=[1, 1], upsampling="nearest", output="stft", n_fft=1024)
     assert config.stft_hop == 256 and MelGANGeneratorConfig(**config.to_dict()) == config
 

@@ -99,6 +99,7 @@ def test_float16_weights_are_close_and_auto_picks_them_where_bandwidth_bounds(mo
     within 2e-3 of the training pass relative to their scale, at batch 1 (streamed product) and
     batch 3 (tiled product). The default, "auto", samples one stream with float16 weights and a
     batch that runs MKL's packed GEMM with float32 ones."""
+    from waveforge.kernels import primitives
     from waveforge.kernels import samplernn as kernel
 
     if not kernel.available():
@@ -115,8 +116,10 @@ def test_float16_weights_are_close_and_auto_picks_them_where_bandwidth_bounds(mo
     monkeypatch.setattr(kernel, "generate", lambda *a, **k: chosen.append(a[7]) or real_generate(*a, **k))
     model.generate(cond=cond[:1])
     model.generate(cond=cond)
+    monkeypatch.setattr(primitives, "mkl", lambda: None)  # no packed GEMM: a batch is bandwidth-bound too
+    model.generate(cond=cond)
     monkeypatch.undo()
-    assert chosen == ["float16", "float32" if kernel.uses_packed_gemm("float32", 3) else "float16"]
+    assert chosen == ["float16", "float32" if primitives.mkl() is not None else "float16", "float16"]
     with pytest.raises(ValueError, match="fast backend"):
         model.generate(cond=cond[:1], weights="float16", backend="reference")
     with pytest.raises(ValueError, match="weights must be"):

@@ -127,8 +127,8 @@ class MelGANGeneratorConfig:
                 )
             if self.n_fft % 2 or self.n_fft < 2 * self.stft_hop:
                 raise ValueError(f"n_fft must be even and at least twice the stft head's hop ({self.stft_hop}), got {self.n_fft}")
-            if self.output == "sines" and self.n_fft < 4 * SINE_TAPS:
-                raise ValueError(f"the sines head writes {SINE_TAPS} bins either side of each oscillator, so n_fft must be at least {4 * SINE_TAPS}, got {self.n_fft}")
+            if self.output == "sines" and self.n_fft < 2 * SINE_TAPS:  # a lobe mirrored at 0 Hz must land below Nyquist
+                raise ValueError(f"the sines head writes {SINE_TAPS} bins either side of each oscillator, so n_fft must be at least {2 * SINE_TAPS}, got {self.n_fft}")
         n_stages = len(self.upsample_factors)
         if self.initial_channels % (2**n_stages) != 0:
             raise ValueError(
