@@ -139,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pieces", type=int, default=None)
     p.add_argument("--seconds", type=float, default=10.0, help="seconds per piece (default 10)")
     p.add_argument("-o", "--output", type=Path, default=None, help="also write the JSON here")
+    p.add_argument("--notes", action="store_true",
+                   help="also transcribe every output and score its notes against the MIDI (onset and offset F1), "
+                        "beside the reference audio and FluidSynth's render; needs pip install 'waveforge[notes]'")
+    p.add_argument("--fluidsynth-soundfont", type=Path, default=None,
+                   help="soundfont of the FluidSynth baseline render (default: the one pretty_midi ships)")
     _add_synthesis_options(p)
     p.set_defaults(func=_cmd_eval)
 
@@ -304,7 +309,10 @@ def _cmd_eval(args) -> int:
     from waveforge.evaluate import evaluate_model
     from waveforge.utils.atomic import atomic_write_text
 
-    result = evaluate_model(args.model, args.data, split=args.split, max_pieces=args.max_pieces, seconds=args.seconds, options=_options(args))
+    result = evaluate_model(
+        args.model, args.data, split=args.split, max_pieces=args.max_pieces, seconds=args.seconds, options=_options(args),
+        notes=args.notes, fluidsynth_soundfont=args.fluidsynth_soundfont,
+    )
     text = json.dumps(result, indent=2)
     if args.output:
         atomic_write_text(args.output, text + "\n")

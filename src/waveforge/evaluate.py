@@ -44,8 +44,23 @@ def evaluate_model(
     seconds: float = 10.0,
     options: SynthesisOptions | None = None,
     griffin_lim_iters: int = 64,
+    notes: bool = False,
+    fluidsynth_soundfont: str | os.PathLike | None = None,
 ) -> dict:
+    """Metrics of ``model`` on ``split`` of the MAESTRO-layout ``data_root`` against its baseline.
+
+    With ``notes``, every output is also transcribed and scored note by note
+    (:mod:`waveforge.notes`) beside the transcriber on the reference audio (the ceiling) and on
+    FluidSynth's render of the same MIDI (with ``fluidsynth_soundfont``, default pretty_midi's).
+    """
+    transcriber = None
+    if notes:
+        from waveforge.notes import Transcriber
+
+        transcriber = Transcriber()  # first: a missing extra fails before any synthesis
     synth = waveforge.load(model)
+    if transcriber is not None and (synth.family == "vqvae" or synth.feature is None):
+        raise BadInputError(model, "--notes scores conditioned synthesis (a mel vocoder or a MIDI renderer); this model is unconditional")
     if synth.family == "vqvae":  # no conditioning and no single likelihood: per-level figures instead
         from waveforge.inference.families.vqvae import evaluate_hierarchy
 
@@ -73,6 +88,7 @@ def evaluate_model(
     metric_mel = MelConfig(sample_rate=synth.sample_rate, f_max=min(8000.0, synth.sample_rate / 2))
     hop = feature.hop_length
     model_rows, baseline_rows = [], []
+    note_rows: dict[str, list[dict[str, float]]] = {}
     t0 = time.perf_counter()
     audio_seconds = 0.0
     for record in progress(records, desc=f"eval {split}", unit="piece"):
@@ -88,15 +104,31 @@ def evaluate_model(
 
             midi = load_midi(record.midi_path)
             cond = piano_roll(midi, feature, n_frames).unsqueeze(0)
-            baseline = render_midi(midi, synth.sample_rate)[..., : n_frames * hop]
+            baseline = render_midi(midi, synth.sample_rate, fluidsynth_soundfont)[..., : n_frames * hop]
         if likelihood is not None:
             likelihood.add(reference, cond)
         generated = synth.synthesize(cond, options)[0]
         audio_seconds += reference.shape[-1] / synth.sample_rate
         model_rows.append(all_metrics(reference, generated, metric_mel))
         baseline_rows.append(all_metrics(reference, baseline, metric_mel))
+        if transcriber is not None:
+            outputs = {"model": generated, "reference": reference}
+            if isinstance(feature, MelConfig):
+                from waveforge.midi.render import render_midi
+
+                outputs["griffin_lim"] = baseline
+                outputs["fluidsynth"] = render_midi(record.midi_path, synth.sample_rate, fluidsynth_soundfont)
+            else:
+                outputs["fluidsynth"] = baseline
+            for name, scores in _note_scores(transcriber, record, outputs, reference.shape[-1], synth.sample_rate).items():
+                note_rows.setdefault(name, []).append(scores)
     baseline_name = "griffin_lim" if isinstance(feature, MelConfig) else "fluidsynth"
     extra = {"likelihood": likelihood.result()} if likelihood is not None else {}
+    if transcriber is not None:
+        from waveforge.midi.render import default_soundfont
+
+        extra["notes"] = {name: _mean(rows) for name, rows in note_rows.items()}
+        extra["notes_fluidsynth_soundfont"] = Path(fluidsynth_soundfont or default_soundfont()).name
     return {
         "model": str(Path(model)),
         "family": synth.family,
@@ -111,6 +143,18 @@ def evaluate_model(
         "elapsed_s": round(time.perf_counter() - t0, 1),
         "audio_s": round(audio_seconds, 1),
     }
+
+
+def _note_scores(transcriber, record, outputs: dict[str, torch.Tensor], n_samples: int, sample_rate: int) -> dict[str, dict[str, float]]:
+    """Transcribe each output's first ``n_samples`` and score it against the piece's MIDI notes."""
+    from waveforge.notes import midi_notes, note_scores
+
+    reference_notes = midi_notes(record.midi_path, seconds=n_samples / sample_rate)
+    scores = {}
+    for name, audio in progress(list(outputs.items()), desc=f"transcribe {record.stem}", unit="clip"):
+        estimated = transcriber.transcribe(audio.reshape(-1)[:n_samples], sample_rate)
+        scores[name] = note_scores(reference_notes, estimated)
+    return scores
 
 
 def _frames(record, seconds: float) -> int:
