@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pretty_midi
 import pytest
+import torch
 
 from waveforge.audio.io import audio_info
 from waveforge.data.check import check_dataset
@@ -181,7 +183,7 @@ def test_bad_config_and_soundfont_are_bad_input(tmp_path):
     with pytest.raises(BadInputError, match="--minutes must be positive"):
         SynthConfig(minutes=0, seed=0)
     with pytest.raises(BadInputError, match="missing.sf2: soundfont not found"):
-        build_corpus(tmp_path / "x", SynthConfig(minutes=0.1, seed=0, soundfont=tmp_path / "missing.sf2"), progress=False)
+        build_corpus(tmp_path / "x", SynthConfig(minutes=0.1, seed=0, soundfonts=(tmp_path / "missing.sf2",)), progress=False)
     assert not (tmp_path / "x").exists()  # nothing half-made
 
 
@@ -193,3 +195,104 @@ def test_default_ten_minute_corpus_builds_and_checks(tmp_path):
     assert all(summary.splits[s].sample_rates == (44100,) for s in ("train", "validation", "test"))
     assert all(15 <= p.duration <= 100 for p in pieces)
     assert any(p.composer != "waveforge (procedural)" for p in pieces) and any(p.composer == "waveforge (procedural)" for p in pieces)
+
+
+# -- more than one piano, and recordings' acoustics ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_pianos(tmp_path_factory) -> tuple[Path, Path]:
+    """pretty_midi's soundfont under two names: enough to test how pieces are spread and split."""
+    from waveforge.midi.render import default_soundfont
+
+    folder = tmp_path_factory.mktemp("soundfonts")
+    a, b = folder / "PianoA.sf2", folder / "PianoB.sf2"
+    a.write_bytes(default_soundfont().read_bytes())
+    b.write_bytes(default_soundfont().read_bytes())
+    return a, b
+
+
+MULTI = dict(minutes=0.6, seed=11, sample_rate=16000, use_real=False, min_piece_seconds=1.0, max_piece_seconds=2.0)
+
+
+def test_pieces_are_spread_across_soundfonts_and_recorded(two_pianos, tmp_path):
+    pieces = build_corpus(tmp_path / "c", SynthConfig(soundfonts=two_pianos, **MULTI), progress=False)
+    records = MaestroIndex(tmp_path / "c").records
+    fonts = [r.soundfont for r in records]
+    assert len(records) == len(pieces) >= 5
+    assert set(fonts) == {"PianoA", "PianoB"}
+    assert abs(fonts.count("PianoA") - fonts.count("PianoB")) <= 1
+    # the CSV and the JSON agree on the extra column
+    json_index = MaestroIndex(tmp_path / "c", metadata=tmp_path / "c" / "maestro-v3.0.0.json")
+    assert [r.soundfont for r in json_index.records] == fonts
+
+
+def test_held_out_soundfont_is_the_test_split_and_only_it(two_pianos, tmp_path):
+    build_corpus(tmp_path / "c", SynthConfig(soundfonts=two_pianos, holdout_soundfont="PianoB", **MULTI), progress=False)
+    index = MaestroIndex(tmp_path / "c")
+    assert index.split("test") and all(r.soundfont == "PianoB" for r in index.split("test"))
+    assert all(r.soundfont == "PianoA" for r in index.split("train") + index.split("validation"))
+    summary = check_dataset(tmp_path / "c", progress=False)
+    assert summary.splits["test"].soundfonts == ("PianoB",) and summary.splits["train"].soundfonts == ("PianoA",)
+    assert "soundfonts PianoB" in summary.format()
+
+
+def test_holdout_needs_a_known_soundfont_and_another_to_train_on(two_pianos):
+    with pytest.raises(BadInputError, match="not one of the soundfonts"):
+        SynthConfig(minutes=1, seed=0, soundfonts=two_pianos, holdout_soundfont="Nope")
+    with pytest.raises(BadInputError, match="at least two soundfonts"):
+        SynthConfig(minutes=1, seed=0, soundfonts=two_pianos[:1], holdout_soundfont="PianoA")
+
+
+def test_multi_soundfont_acoustic_corpus_is_byte_identical_for_a_seed_and_checks(two_pianos, tmp_path):
+    config = SynthConfig(soundfonts=two_pianos, holdout_soundfont="PianoA.sf2", acoustics=True, **MULTI)
+    build_corpus(tmp_path / "a", config, progress=False)
+    build_corpus(tmp_path / "b", config, progress=False)
+    a, b = _files(tmp_path / "a"), _files(tmp_path / "b")
+    assert list(a) == list(b) and all(a[k] == b[k] for k in a)
+    records = MaestroIndex(tmp_path / "a").records
+    rooms = [json.loads(r.extra["acoustics"]) for r in records]
+    assert len({room["room"] for room in rooms}) >= 2 and all(room["rt60"] > 0 for room in rooms)
+    check_dataset(tmp_path / "a", progress=False)
+    # the acoustics really are in the audio: not the dry render
+    from waveforge.audio.io import load_audio
+    from waveforge.midi.render import render_midi
+
+    dry = render_midi(records[0].midi_path, 16000, two_pianos[0] if records[0].soundfont == "PianoA" else two_pianos[1])
+    wet = load_audio(records[0].audio_path)
+    n = min(wet.shape[-1], dry.shape[-1])  # the MIDI file's ticks round the end time by a few samples
+    assert abs(wet.shape[-1] - dry.shape[-1]) < 100 and not torch.allclose(wet[..., :n], dry[..., :n], atol=1e-3)
+
+
+def test_a_room_lengthens_the_decay_measured():
+    from waveforge.audio.room import Acoustics, apply_acoustics, decay_time
+    from waveforge.midi.render import render_midi
+
+    midi = pretty_midi.PrettyMIDI()
+    piano = pretty_midi.Instrument(0)
+    piano.notes.append(pretty_midi.Note(100, 72, 0.1, 0.25))  # staccato: the damper ends it at once
+    midi.instruments.append(piano)
+    sr = 16000
+    dry = render_midi(midi, sr, tail_seconds=2.5)
+    hall = apply_acoustics(dry, sr, Acoustics(room="hall", rt60=1.6, drr_db=0.0, seed=1))
+    small = apply_acoustics(dry, sr, Acoustics(room="small", rt60=0.3, drr_db=0.0, seed=1))
+    t_dry, t_small, t_hall = (decay_time(x, sr, drop_db=40) for x in (dry, small, hall))
+    assert t_hall > t_dry + 0.5 and t_hall > t_small + 0.4
+    # 40 dB of a 60 dB RT60 of 1.6 s takes about 1.07 s
+    assert t_hall == pytest.approx(40 / 60 * 1.6, rel=0.35)
+
+
+def test_tilt_level_and_noise_are_what_they_say():
+    from waveforge.audio.room import Acoustics, apply_acoustics
+
+    sr = 16000
+    t = torch.arange(sr) / sr
+    tones = 0.1 * torch.sin(2 * torch.pi * 250 * t) + 0.1 * torch.sin(2 * torch.pi * 4000 * t)
+    out = apply_acoustics(tones, sr, Acoustics(tilt_db_per_octave=1.0, gain_db=-6.0))
+    spectrum = torch.fft.rfft(out).abs()
+    low, high = float(spectrum[250]), float(spectrum[4000])
+    # 250 Hz is 2 octaves below 1 kHz (-2 dB), 4 kHz 2 above (+2 dB); then -6 dB overall
+    assert 20 * np.log10(high / low) == pytest.approx(4.0, abs=0.1)
+    assert 20 * np.log10(high / float(torch.fft.rfft(tones).abs()[4000])) == pytest.approx(2.0 - 6.0, abs=0.1)
+    silence = apply_acoustics(torch.zeros(sr), sr, Acoustics(noise_dbfs=-60.0))
+    assert 20 * np.log10(float(silence.square().mean().sqrt())) == pytest.approx(-60.0, abs=0.2)

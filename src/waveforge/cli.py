@@ -61,7 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--minutes", type=float, default=10.0, help="total audio to make (default 10)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sample-rate", type=int, default=44100)
-    p.add_argument("--soundfont", type=Path, default=None, help=".sf2 file (default: the one pretty_midi ships)")
+    p.add_argument("--soundfont", type=Path, action="append", default=None,
+                   help=".sf2/.sf3 file; repeat it to spread the pieces across several pianos (default: the one pretty_midi ships)")
+    p.add_argument("--holdout-soundfont", default=None, metavar="NAME",
+                   help="put every piece of this soundfont (file name or stem) in the test split, and no other piece")
+    p.add_argument("--acoustics", action="store_true",
+                   help="record each piece in a drawn room (reverberation), level, EQ tilt and noise, as real recordings differ")
     p.add_argument("--no-real", action="store_true", help="procedural pieces only (skip the music21 corpus)")
     p.set_defaults(func=_cmd_data_synth)
     p = data.add_parser("check", help="validate a MAESTRO-layout folder")
@@ -170,7 +175,10 @@ def _cmd_data_synth(args) -> int:
 
     pieces = build_corpus(
         args.out,
-        SynthConfig(minutes=args.minutes, seed=args.seed, sample_rate=args.sample_rate, soundfont=args.soundfont, use_real=not args.no_real),
+        SynthConfig(
+            minutes=args.minutes, seed=args.seed, sample_rate=args.sample_rate, soundfonts=tuple(args.soundfont or ()),
+            holdout_soundfont=args.holdout_soundfont, acoustics=args.acoustics, use_real=not args.no_real,
+        ),
         progress=True,
     )
     print(f"{args.out}: {len(pieces)} pieces, {sum(p.duration for p in pieces) / 60:.1f} min of audio")

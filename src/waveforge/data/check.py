@@ -26,6 +26,7 @@ class SplitSummary:
     seconds: float
     sample_rates: tuple[int, ...]  # distinct audio rates in the split
     channels: tuple[int, ...]  # distinct channel counts
+    soundfonts: tuple[str, ...] = ()  # a synthetic corpus's soundfonts in the split
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,8 @@ class DatasetSummary:
             s = self.splits[name]
             rates = ", ".join(f"{r} Hz" for r in s.sample_rates) or "-"
             chans = "/".join(str(c) for c in s.channels) or "-"
-            lines.append(f"{name:<12}{s.pieces:>8}{s.seconds / 3600:>10.3f}  {rates}, {chans} ch")
+            fonts = f", soundfonts {', '.join(s.soundfonts)}" if s.soundfonts else ""
+            lines.append(f"{name:<12}{s.pieces:>8}{s.seconds / 3600:>10.3f}  {rates}, {chans} ch{fonts}")
         lines.append(f"{'total':<12}{self.pieces:>8}{self.hours:>10.3f}")
         return "\n".join(lines)
 
@@ -79,13 +81,14 @@ def check_dataset(root: str | os.PathLike, tolerance: float = 1.0, progress: boo
                 f"audio lasts {info.duration:.3f} s but the metadata (row {record.row}) says {record.duration:.3f} s",
             )
         load_midi(record.midi_path)
-        found[record.split].append(info)
+        found[record.split].append((info, record.soundfont))
     splits = {
         name: SplitSummary(
             pieces=len(infos),
-            seconds=sum(i.duration for i in infos),
-            sample_rates=tuple(sorted({i.sample_rate for i in infos})),
-            channels=tuple(sorted({i.channels for i in infos})),
+            seconds=sum(i.duration for i, _ in infos),
+            sample_rates=tuple(sorted({i.sample_rate for i, _ in infos})),
+            channels=tuple(sorted({i.channels for i, _ in infos})),
+            soundfonts=tuple(sorted({f for _, f in infos if f})),
         )
         for name, infos in found.items()
     }

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Iterator, Literal
 
@@ -32,6 +32,13 @@ class MaestroRecord:
     audio_path: Path
     duration: float
     row: int  # 0-based row in the metadata table, for error messages
+    #: columns beyond MAESTRO's seven, as strings (a synthetic corpus's ``soundfont`` and ``acoustics``)
+    extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def soundfont(self) -> str | None:
+        """The soundfont a synthetic piece was rendered with; ``None`` for a recording."""
+        return self.extra.get("soundfont") or None
 
     @property
     def stem(self) -> str:
@@ -73,7 +80,8 @@ def read_metadata_rows(path: Path) -> list[dict]:
             keys = sorted(data["split"].keys(), key=lambda k: int(k))
         except ValueError:
             raise BadInputError(path, "metadata JSON row keys must be row numbers") from None
-        return [{c: data[c].get(k) for c in COLUMNS} for k in keys]
+        extra = [c for c, v in data.items() if c not in COLUMNS and isinstance(v, dict)]
+        return [{c: data[c].get(k) for c in (*COLUMNS, *extra)} for k in keys]
     raise BadInputError(path, "metadata JSON is neither column-oriented (v3) nor a list of rows (v1/v2)")
 
 
@@ -122,8 +130,9 @@ class MaestroIndex:
                 for column, p in (("midi_filename", midi), ("audio_filename", audio)):
                     if not p.is_file():
                         raise BadInputError(meta, f"row {i}: {column} {r[column]!r} does not exist under {self.root}")
+            extra = {str(k): str(v) for k, v in r.items() if k not in COLUMNS and k is not None and v is not None}
             records.append(
-                MaestroRecord(str(r["canonical_composer"]), str(r["canonical_title"]), r["split"], year, midi, audio, duration, i)
+                MaestroRecord(str(r["canonical_composer"]), str(r["canonical_title"]), r["split"], year, midi, audio, duration, i, extra)
             )
         return records
 
@@ -143,19 +152,23 @@ class MaestroIndex:
 
 
 def write_metadata(root: str | os.PathLike, rows: list[dict], version: str = "v3.0.0") -> tuple[Path, Path]:
-    """Write ``maestro-<version>.csv`` and the column-oriented ``.json`` (atomically)."""
+    """Write ``maestro-<version>.csv`` and the column-oriented ``.json`` (atomically).
+
+    MAESTRO's seven columns come first; columns beyond them (those of the first row) follow.
+    """
     import io
 
     from waveforge.utils.atomic import atomic_write_text
 
     root = Path(root)
+    names = list(COLUMNS) + [c for c in (rows[0] if rows else {}) if c not in COLUMNS]
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(COLUMNS), lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=names, lineterminator="\n")
     writer.writeheader()
     for r in rows:
-        writer.writerow({c: r[c] for c in COLUMNS})
+        writer.writerow({c: r.get(c, "") for c in names})
     csv_path, json_path = root / f"maestro-{version}.csv", root / f"maestro-{version}.json"
     atomic_write_text(csv_path, buf.getvalue())
-    columns = {c: {str(i): r[c] for i, r in enumerate(rows)} for c in COLUMNS}
+    columns = {c: {str(i): r.get(c, "") for i, r in enumerate(rows)} for c in names}
     atomic_write_text(json_path, json.dumps(columns))
     return csv_path, json_path

@@ -17,12 +17,23 @@ laid out exactly like MAESTRO v3 (``<year>/<stem>.midi``, ``<year>/<stem>.wav``,
 ``maestro-v3.0.0.csv`` and ``.json``), split train / validation / test by piece (~80/10/10, at
 least one piece in each).
 
+More than one piano: given several soundfonts, the pieces are spread across them (round-robin
+in a seeded order), and ``holdout_soundfont`` puts every piece rendered with that soundfont in the
+test split, and no other piece, so the test split measures generalisation to an unseen piano.
+With ``acoustics``, each rendered piece is then "recorded" (:mod:`waveforge.audio.room`): a
+synthetic room of one of several sizes, a level, an EQ tilt and a little noise. This is rendered
+into the corpus rather than applied on the fly, so the reference audio that models learn from and
+are evaluated against is one fixed file per piece, as with real recordings, and the corpus stays
+byte-identical for a seed. Each piece's soundfont and acoustics are extra metadata columns
+(``soundfont``, ``acoustics``), which readers of the MAESTRO layout ignore.
+
 Everything is drawn from ``numpy.random.default_rng((seed, piece_index, ...))``; nothing depends on
 the clock, so one seed gives byte-identical MIDI, WAV, CSV and JSON.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -34,9 +45,10 @@ import pretty_midi
 from tqdm.auto import tqdm
 
 from waveforge.audio.io import save_audio
+from waveforge.audio.room import apply_acoustics, draw_acoustics
 from waveforge.data.maestro import write_metadata
 from waveforge.errors import BadInputError
-from waveforge.midi.render import _check_soundfont, default_soundfont, render_midi
+from waveforge.midi.render import _check_soundfont, default_soundfont, render_length, render_midi
 from waveforge.utils.atomic import atomic_path
 
 LOWEST, HIGHEST = 21, 108  # A0, C8
@@ -67,7 +79,11 @@ class SynthConfig:
         minutes: total audio wanted; pieces are added until it is reached (at least three pieces).
         seed: the only source of randomness.
         sample_rate: WAV rate in Hz (MAESTRO's recordings are 44.1-48 kHz).
-        soundfont: ``.sf2`` for FluidSynth; ``None`` uses pretty_midi's TimGM6mb.
+        soundfonts: ``.sf2``/``.sf3`` files for FluidSynth, pieces spread across them; empty uses
+            pretty_midi's TimGM6mb.
+        holdout_soundfont: a soundfont's file name or stem: its pieces, and only they, form the
+            test split (needs at least two soundfonts).
+        acoustics: record each piece in a drawn room, level, tilt and noise (:mod:`waveforge.audio.room`).
         use_real: include music21 corpus pieces (when music21 is installed).
         real_fraction: share of pieces drawn from the music21 corpus.
         min_piece_seconds, max_piece_seconds: target length of a piece (tiny corpora use shorter pieces
@@ -77,7 +93,9 @@ class SynthConfig:
     minutes: float
     seed: int
     sample_rate: int = 44100
-    soundfont: Path | None = None
+    soundfonts: tuple[Path, ...] = ()
+    holdout_soundfont: str | None = None
+    acoustics: bool = False
     use_real: bool = True
     real_fraction: float = 0.4
     min_piece_seconds: float = 20.0
@@ -92,6 +110,40 @@ class SynthConfig:
             raise ValueError("need 0 < min_piece_seconds <= max_piece_seconds")
         if not 0 <= self.real_fraction <= 1:
             raise ValueError("real_fraction must be within [0, 1]")
+        names = [_soundfont_name(p) for p in self.soundfonts]
+        if len(set(names)) != len(names):
+            raise BadInputError(None, f"two soundfonts share a name: {', '.join(names)}")
+        if self.holdout_soundfont is not None:
+            if self.holdout_soundfont not in names and self.holdout_soundfont not in [Path(p).name for p in self.soundfonts]:
+                raise BadInputError(None, f"--holdout-soundfont {self.holdout_soundfont!r} is not one of the soundfonts ({', '.join(names) or 'none given'})")
+            if len(names) < 2:
+                raise BadInputError(None, "--holdout-soundfont needs at least two soundfonts: the others train")
+
+    def soundfont_paths(self) -> list[Path]:
+        return [Path(p) for p in self.soundfonts] or [default_soundfont()]
+
+
+def _soundfont_name(path: str | os.PathLike) -> str:
+    """A soundfont's name in the metadata: its file stem (``FluidR3_GM``)."""
+    return Path(path).stem
+
+
+def assign_soundfonts(splits: list[str], names: list[str], holdout: str | None, rng: np.random.Generator) -> list[str]:
+    """One soundfont name per piece: the held-out one for every test piece (when given), the others
+    round-robin over the remaining pieces in a seeded order, so each is used about equally."""
+    if holdout is not None:
+        holdout = next(n for n in names if holdout in (n, n + ".sf2", n + ".sf3"))
+    pool = [n for n in names if n != holdout]
+    order = rng.permutation(len(splits))
+    out = [""] * len(splits)
+    k = 0
+    for i in order:
+        if holdout is not None and splits[int(i)] == "test":
+            out[int(i)] = holdout
+        else:
+            out[int(i)] = pool[k % len(pool)]
+            k += 1
+    return out
 
 
 # -- score: notes in beats --------------------------------------------------------------------------
@@ -517,23 +569,25 @@ def _piece_target_seconds(config: SynthConfig, rng: np.random.Generator) -> floa
 def build_corpus(out: str | os.PathLike, config: SynthConfig, progress: bool = True) -> list[CorpusPiece]:
     """Write a MAESTRO v3-layout corpus into ``out`` and return its pieces (in metadata order).
 
-    Files already in ``out`` with the same names are replaced; each file is written atomically.
+    Pieces are composed and performed first (cheap), then split, then given a soundfont (and
+    acoustics), then rendered. Files already in ``out`` with the same names are replaced; each
+    file is written atomically.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise BadInputError(out, "output exists and is not a folder")
-    soundfont = Path(config.soundfont) if config.soundfont is not None else default_soundfont()
-    _check_soundfont(soundfont)
+    soundfonts = {_soundfont_name(p): p for p in config.soundfont_paths()}
+    for path in soundfonts.values():
+        _check_soundfont(path)
     candidates = real_candidates() if config.use_real else []
     if config.use_real and not candidates:
         print("waveforge: note: music21 is not installed; building procedural pieces only (pip install 'waveforge[corpus]')", file=sys.stderr)
 
     target = config.minutes * 60.0
-    pieces: list[tuple[str, str, int, str, float]] = []  # composer, title, year, stem, duration
+    performed: list[tuple[Score, pretty_midi.PrettyMIDI, int, str, float]] = []  # score, midi, year, stem, duration
     total = 0.0
-    bar = tqdm(total=round(target), desc="synth", unit="s", disable=not (progress and sys.stderr.isatty()), file=sys.stderr, dynamic_ncols=True, leave=False)
-    while total < target or len(pieces) < 3:
-        index = len(pieces)
+    while total < target or len(performed) < 3:
+        index = len(performed)
         rng = np.random.default_rng((config.seed, index))
         seconds = _piece_target_seconds(config, rng)
         score = None
@@ -542,19 +596,32 @@ def build_corpus(out: str | os.PathLike, config: SynthConfig, progress: bool = T
         if score is None:
             score = procedural_score(rng, seconds)
         midi = perform(score, rng)
-        audio = render_midi(midi, config.sample_rate, soundfont)
         year = MAESTRO_YEARS[int(rng.integers(len(MAESTRO_YEARS)))]
-        stem = f"WF-SYNTH_seed{config.seed}_{index:04d}"
+        duration = render_length(midi, config.sample_rate) / config.sample_rate
+        performed.append((score, midi, year, f"WF-SYNTH_seed{config.seed}_{index:04d}", duration))
+        total += duration
+
+    splits = assign_splits(len(performed), np.random.default_rng((config.seed, 2**31 - 1)))
+    names = assign_soundfonts(splits, list(soundfonts), config.holdout_soundfont, np.random.default_rng((config.seed, 2**31 - 2)))
+    extra_columns = len(soundfonts) > 1 or config.acoustics or bool(config.soundfonts)
+    bar = tqdm(total=round(total), desc="synth", unit="s", disable=not (progress and sys.stderr.isatty()), file=sys.stderr, dynamic_ncols=True, leave=False)
+    result, rows = [], []
+    for index, ((score, midi, year, stem, duration), split, name) in enumerate(zip(performed, splits, names)):
+        audio = render_midi(midi, config.sample_rate, soundfonts[name])
+        row_extra = {}
+        if config.acoustics:
+            acoustics = draw_acoustics(np.random.default_rng((config.seed, index, 1)))
+            audio = apply_acoustics(audio, config.sample_rate, acoustics)
+            row_extra["acoustics"] = json.dumps(acoustics.to_dict(), sort_keys=True)
+        if extra_columns:
+            row_extra = {"soundfont": name, **row_extra}
         with atomic_path(out / str(year) / f"{stem}.midi") as tmp:
             midi.write(str(tmp))
         save_audio(out / str(year) / f"{stem}.wav", audio, config.sample_rate)
-        duration = audio.shape[-1] / config.sample_rate
-        pieces.append((score.composer, score.title, year, stem, duration))
-        total += duration
-        bar.update(min(int(total), int(target)) - bar.n)  # whole seconds of audio made
+        piece = CorpusPiece(score.composer, score.title, split, year, stem, round(duration, 6))
+        result.append(piece)
+        rows.append({**piece.row(), **row_extra})
+        bar.update(round(sum(p.duration for p in result)) - bar.n)
     bar.close()
-
-    splits = assign_splits(len(pieces), np.random.default_rng((config.seed, 2**31 - 1)))
-    result = [CorpusPiece(c, t, s, y, stem, round(d, 6)) for (c, t, y, stem, d), s in zip(pieces, splits)]
-    write_metadata(out, [p.row() for p in result])
+    write_metadata(out, rows)
     return result

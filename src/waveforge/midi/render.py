@@ -108,6 +108,11 @@ def _events(midi: pretty_midi.PrettyMIDI, sample_rate: int) -> list[tuple[int, i
     return events
 
 
+def render_length(midi: pretty_midi.PrettyMIDI, sample_rate: int, tail_seconds: float = 1.0) -> int:
+    """Samples in :func:`render_midi`'s output: the MIDI's end time plus the tail, rounded up."""
+    return int(math.ceil((midi.get_end_time() + tail_seconds) * sample_rate))
+
+
 def render_midi(
     midi: pretty_midi.PrettyMIDI | str | os.PathLike,
     sample_rate: int,
@@ -119,7 +124,7 @@ def render_midi(
     Args:
         midi: a parsed file or a path (a path with no notes raises BadInputError).
         sample_rate: output rate in Hz (FluidSynth accepts 8000-96000).
-        soundfont: any ``.sf2``; ``None`` uses the TimGM6mb soundfont shipped with pretty_midi.
+        soundfont: any ``.sf2`` (or ``.sf3``, which FluidSynth 2 reads); ``None`` uses the TimGM6mb soundfont shipped with pretty_midi.
         tail_seconds: time after the last event for the release and reverb to ring out.
 
     ``T = ceil((midi end time + tail_seconds) * sample_rate)``. The stereo output of FluidSynth is
@@ -142,7 +147,7 @@ def render_midi(
         if synth.program_select(_CHANNEL, sfid, 0, 0) != 0:
             raise BadInputError(sf2, "soundfont has no acoustic grand piano (bank 0, program 0)")
         write = _float_writer(fluidsynth)
-        n_samples = int(math.ceil((midi.get_end_time() + tail_seconds) * sample_rate))
+        n_samples = render_length(midi, sample_rate, tail_seconds)
         out = np.zeros((n_samples, 2), dtype=np.float32)
         pos = 0
         for sample, _, kind, a, b in _events(midi, sample_rate):
