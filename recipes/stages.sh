@@ -4,8 +4,22 @@
 # Without DATA_ROOT, a MAESTRO-like corpus of $corpus_minutes minutes (default 20) is synthesised
 # offline into corpus/ (corpus<minutes>/ for another size) once; then the folder is validated, so a
 # bad file stops the recipe before any training.
+#
+# With corpus=piano, the corpus is the piano corpus instead (corpus-piano/, 30 minutes by default):
+# the pieces spread over Debian's soundfonts (scripts/ensure-soundfonts.sh installs them), each
+# recorded in a synthetic room (--acoustics), and MuseScore_General held out as the test split.
 prepare_data() {
-  if [ -z "$data" ]; then
+  if [ -z "$data" ] && [ "${corpus:-}" = piano ]; then
+    local minutes=${corpus_minutes:-30}
+    data=corpus-piano
+    [ "$minutes" = 30 ] || data=corpus-piano$minutes
+    if [ ! -f "$data/maestro-v3.0.0.csv" ]; then
+      local args=() font
+      while read -r font; do args+=(--soundfont "$font"); done < <(bash "$here/../../scripts/ensure-soundfonts.sh")
+      [ ${#args[@]} -ge 4 ] && printf '%s\n' "${args[@]}" | grep -q MuseScore_General && args+=(--holdout-soundfont MuseScore_General)
+      waveforge data synth "$data" --minutes "$minutes" --sample-rate 22050 --seed 1 --acoustics "${args[@]}"
+    fi
+  elif [ -z "$data" ]; then
     local minutes=${corpus_minutes:-20}
     data=corpus
     [ "$minutes" = 20 ] || data=corpus$minutes
