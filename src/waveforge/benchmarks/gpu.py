@@ -165,9 +165,12 @@ def _round(x: float) -> float | None:
 def fit_argv(case: TrainCase, settings: RunSettings, recipe: Path | None = None) -> list[str]:
     """``waveforge fit`` arguments: the recipe on one device in bf16 mixed precision, on the
     check's corpus, no validation, logging or checkpoints (the figures are the training step's)."""
-    workers = 0 if settings.dry_run else min(8, os.cpu_count() or 1)
+    import yaml
+
+    recipe = recipe or RECIPES / case.family / case.recipe
+    workers = 0 if settings.dry_run else min(yaml.safe_load(recipe.read_text())["data"].get("num_workers", 2), os.cpu_count() or 1)
     argv = [
-        "--config", str(recipe or RECIPES / case.family / case.recipe),
+        "--config", str(recipe),
         "--trainer.accelerator", settings.accelerator, "--trainer.devices", "1", "--trainer.num_nodes", "1",
         "--trainer.strategy", "auto", "--trainer.precision", "bf16-mixed",
         "--trainer.limit_val_batches", "0", "--trainer.num_sanity_val_steps", "0",
