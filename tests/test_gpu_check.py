@@ -16,7 +16,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import lightning as L
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from waveforge import kernels
@@ -156,6 +158,30 @@ def test_fit_arguments_train_every_paper_recipe_on_one_gpu_in_bf16(tmp_path):
         assert dry_argv[dry_argv.index("--trainer.accelerator") + 1] == "cpu" and dry_argv[-len(case.tiny) :] == list(case.tiny)
     for case in gpu.INFER_CASES.values():
         assert (ROOT / "recipes" / case.family / case.recipe).is_file()
+
+
+def test_without_fluidsynth_the_corpus_is_rendered_as_sines(tmp_path, monkeypatch):
+    """A GPU machine's image may lack the FluidSynth library, and nothing can be installed there."""
+    from waveforge.data.maestro import MaestroIndex
+    from waveforge.errors import BadInputError
+    from waveforge.midi import render
+
+    def no_fluidsynth():
+        raise BadInputError(None, "MIDI rendering needs pyfluidsynth and libfluidsynth (not here)")
+
+    monkeypatch.setattr(render, "_fluidsynth", no_fluidsynth)
+    settings = gpu.RunSettings.make("cpu", dry_run=True, work=tmp_path)
+    assert gpu.ensure_corpus(settings) == "sines (no FluidSynth)"
+    index = MaestroIndex(settings.corpus)
+    assert {r.split for r in index} == {"train", "validation", "test"}
+    for record in index:
+        info = sf.info(str(record.audio_path))
+        assert info.samplerate == gpu.CORPUS_RATE and abs(info.frames / info.samplerate - record.duration) < 1e-3
+        audio, _ = sf.read(str(record.audio_path))
+        assert 0.4 < np.abs(audio).max() <= 0.51  # normalised to half scale, not silent
+        assert record.midi_path.is_file()
+    assert sum(r.duration for r in index) >= 30.0
+    assert gpu.ensure_corpus(settings) == "existing"
 
 
 def _figures(stdout: str) -> dict[str, dict]:

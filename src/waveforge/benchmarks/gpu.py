@@ -425,14 +425,60 @@ def device_figure(settings: RunSettings) -> dict:
     return figure
 
 
-def ensure_corpus(settings: RunSettings) -> None:
-    """A procedural MAESTRO-layout corpus at 22.05 kHz (SampleRNN's 16 kHz is resampled once into the cache)."""
+CORPUS_RATE = 22050
+
+
+def ensure_corpus(settings: RunSettings) -> str:
+    """A procedural MAESTRO-layout corpus at 22.05 kHz (SampleRNN's 16 kHz is resampled once into the
+    cache), unless one is there already; returns how its audio was made. FluidSynth renders it
+    (``waveforge data synth --no-real``); where the FluidSynth library is missing (a GPU machine's
+    image may have none, and nothing can be installed there), the same performances are rendered as
+    sines by :func:`sine_corpus`, so the check still runs."""
     from waveforge.data.synth import SynthConfig, build_corpus
+    from waveforge.errors import BadInputError
+    from waveforge.midi.render import _fluidsynth
 
     if (settings.corpus / "maestro-v3.0.0.csv").is_file():
-        return
+        return "existing"
     minutes = 0.5 if settings.dry_run else 4.0
-    build_corpus(settings.corpus, SynthConfig(minutes=minutes, seed=0, sample_rate=22050, use_real=False), progress=False)
+    try:
+        _fluidsynth()
+    except BadInputError as e:
+        print(f"gpu-check: {e}; rendering the corpus as sines instead", file=sys.stderr)
+        sine_corpus(settings.corpus, minutes)
+        return "sines (no FluidSynth)"
+    build_corpus(settings.corpus, SynthConfig(minutes=minutes, seed=0, sample_rate=CORPUS_RATE, use_real=False), progress=False)
+    return "fluidsynth"
+
+
+def sine_corpus(out: Path, minutes: float, seed: int = 0) -> None:
+    """The procedural pieces of ``waveforge data synth`` in the MAESTRO layout, rendered by
+    pretty_midi's additive synthesis (a sine per note) instead of FluidSynth."""
+    import numpy as np
+
+    from waveforge.audio.io import save_audio
+    from waveforge.data.maestro import write_metadata
+    from waveforge.data.synth import assign_splits, perform, procedural_score
+    from waveforge.utils.atomic import atomic_path
+
+    rows, pieces, total = [], [], 0.0
+    while total < minutes * 60 or len(pieces) < 3:
+        rng = np.random.default_rng((seed, len(pieces)))
+        midi = perform(procedural_score(rng, float(rng.uniform(20.0, 40.0))), rng)
+        audio = midi.synthesize(fs=CORPUS_RATE).astype(np.float32)
+        audio *= 0.5 / max(float(np.abs(audio).max()), 1e-6)
+        pieces.append((midi, audio))
+        total += len(audio) / CORPUS_RATE
+    splits = assign_splits(len(pieces), np.random.default_rng((seed, 2**31 - 1)))
+    for index, ((midi, audio), split) in enumerate(zip(pieces, splits)):
+        stem = f"2018/WF-SINES_seed{seed}_{index:04d}"
+        (out / "2018").mkdir(parents=True, exist_ok=True)
+        with atomic_path(out / f"{stem}.midi") as tmp:
+            midi.write(str(tmp))
+        save_audio(out / f"{stem}.wav", audio[None], CORPUS_RATE)
+        rows.append(dict(canonical_composer="waveforge", canonical_title=f"sines {index}", split=split, year=2018,
+                         midi_filename=f"{stem}.midi", audio_filename=f"{stem}.wav", duration=round(len(audio) / CORPUS_RATE, 6)))
+    write_metadata(out, rows)
 
 
 def _in_process(case: str, settings: RunSettings) -> tuple[list[dict], str | None]:
@@ -445,7 +491,7 @@ def _in_process(case: str, settings: RunSettings) -> tuple[list[dict], str | Non
 def _child(case: str, settings: RunSettings, timeout: float) -> tuple[list[dict], str | None]:
     """Run ``case`` in a fresh process; its figures, or an error line."""
     cmd = [sys.executable, "-m", "waveforge.benchmarks.gpu", "--case", case, "--device", settings.device, "--work", str(settings.work),
-           "--batches", str(settings.batches)] + (["--dry-run"] if settings.dry_run else [])
+           "--corpus", str(settings.corpus), "--batches", str(settings.batches)] + (["--dry-run"] if settings.dry_run else [])
     log = settings.work / "logs" / f"{case.replace(':', '-')}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -466,9 +512,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cuda", help="torch device of the run (default cuda)")
     p.add_argument("--dry-run", action="store_true", help="every case on the CPU with tiny models and a few batches (CI)")
     p.add_argument("--work", type=Path, default=None, help="corpus, run folders and logs (default: a folder under /tmp)")
+    p.add_argument("--corpus", type=Path, default=None, help="a MAESTRO-layout corpus to train on (default: WORK/corpus, built if absent)")
     p.add_argument("--only", default=None, help="comma-separated case prefixes, e.g. train:wavenet,infer")
     p.add_argument("--batches", type=int, default=None, help="training batches per family (default 50; 3 in a dry run)")
     p.add_argument("--budget-s", type=float, default=480.0, help="skip the cases left once this much time has passed (default 480)")
+    p.add_argument("--case-timeout-s", type=float, default=240.0, help="stop an isolated case after this long (default 240)")
     p.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
                    help="each case in its own process (default on a GPU: a crash or a poisoned CUDA context stays in its case; "
                         "in a dry run all cases share one process, which saves a start-up per case)")
@@ -476,6 +524,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     work = args.work or Path(os.environ.get("TMPDIR", "/tmp")) / "waveforge-gpu-check"
     settings = RunSettings.make(args.device, args.dry_run, work, args.batches)
+    if args.corpus is not None:
+        settings.corpus = args.corpus.resolve()
     if not settings.dry_run and settings.device.startswith("cuda"):
         import torch
 
@@ -491,8 +541,9 @@ def main(argv: list[str] | None = None) -> int:
     isolate = (not settings.dry_run) if args.isolate is None else args.isolate
     settings.work.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    print(json.dumps(device_figure(settings)), flush=True)
-    ensure_corpus(settings)
+    figure = device_figure(settings)
+    figure["corpus"] = ensure_corpus(settings)
+    print(json.dumps(figure), flush=True)
     cases = [c for c in CASES if not args.only or any(c.startswith(o) for o in args.only.split(","))]
     failed = 0
     for case in cases:
@@ -502,7 +553,7 @@ def main(argv: list[str] | None = None) -> int:
             failed += 1
             continue
         if isolate:
-            figures, error = _child(case, settings, timeout=max(left, 30.0))
+            figures, error = _child(case, settings, timeout=max(min(left, args.case_timeout_s), 30.0))
         else:
             figures, error = _in_process(case, settings)
         for figure in figures:
