@@ -34,7 +34,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -53,29 +53,30 @@ class TrainCase:
     recipe: str = "maestro.yaml"
 
 
-_TINY_DATA = ("--data.segment_length", "2048", "--data.val_segment_length", "2048", "--data.batch_size", "2")
+def _tiny_data(segment: int = 2048) -> tuple[str, ...]:
+    return ("--data.segment_length", str(segment), "--data.val_segment_length", str(segment), "--data.batch_size", "2")
 
 TRAIN_CASES: dict[str, TrainCase] = {
     c.family: c
     for c in [
-        TrainCase("wavenet", "train/nll", tiny=("--model.init_args.preset", "tiny", *_TINY_DATA)),
-        TrainCase("samplernn", "train/nll", tiny=("--model.init_args.preset", "tiny", *_TINY_DATA, "--data.segment_length", "1024")),
+        TrainCase("wavenet", "train/nll", tiny=("--model.init_args.preset", "tiny", *_tiny_data())),
+        TrainCase("samplernn", "train/nll", tiny=("--model.init_args.preset", "tiny", *_tiny_data(1024))),
         TrainCase("vqvae", "train/loss", tiny=(
             "--model.init_args.codebook_size", "64", "--model.init_args.code_dim", "16", "--model.init_args.width", "16",
             "--model.init_args.depth", "2", "--model.init_args.warmup_steps", "2",
             "--model.init_args.top_prior", "{context: 64, width: 32, layers: 2, heads: 2}",
-            "--model.init_args.upsampler", "{context: 64, width: 32, layers: 2, heads: 2}", *_TINY_DATA, "--data.segment_length", "4096",
+            "--model.init_args.upsampler", "{context: 64, width: 32, layers: 2, heads: 2}", *_tiny_data(4096),
         )),
         TrainCase("waveglow", "train/nll", tiny=(
             "--model.init_args.upsampled_cond_channels", "4", "--model.init_args.n_flows", "4", "--model.init_args.n_early_every", "2",
-            "--model.init_args.n_layers", "2", "--model.init_args.n_channels", "16", *_TINY_DATA,
+            "--model.init_args.n_layers", "2", "--model.init_args.n_channels", "16", *_tiny_data(),
         )),
         TrainCase("melgan", "train/generator", adversarial=True, tiny=(
-            "--model.init_args.initial_channels", "32", "--model.init_args.discriminator_size", "tiny", *_TINY_DATA,
+            "--model.init_args.initial_channels", "32", "--model.init_args.discriminator_size", "tiny", *_tiny_data(),
         )),
         TrainCase("diffwave", "train/loss", tiny=(
             "--model.init_args.residual_channels", "8", "--model.init_args.n_layers", "4", "--model.init_args.dilation_cycle", "2",
-            *_TINY_DATA,
+            *_tiny_data(),
         )),
     ]
 }
@@ -93,6 +94,9 @@ class InferCase:
 
 @dataclass
 class RunSettings:
+    """Where and how big: the device (``cpu`` in a dry run), the work folder and corpus, the training
+    batches (timed after ``warmup_batches``) and the loss window at each end."""
+
     device: str
     dry_run: bool
     work: Path
@@ -100,7 +104,6 @@ class RunSettings:
     batches: int = 50
     warmup_batches: int = 5
     loss_window: int = 5
-    extra: dict = field(default_factory=dict)
 
     @classmethod
     def make(cls, device: str, dry_run: bool, work: Path, batches: int | None = None) -> "RunSettings":
@@ -233,7 +236,7 @@ def run_training(case: TrainCase, settings: RunSettings) -> dict:
         "batches": n_batches,
         "timed_batches": n_batches - warmup,
         "wall_s": round(wall, 1),
-        "parameters_m": round(sum(p.numel() for p in task.parameters()) / 1e6, 2),
+        "trained_parameters_m": round(sum(p.numel() for opt in trainer.optimizers for g in opt.param_groups for p in g["params"]) / 1e6, 2),
         "peak_memory_gb": round(torch.cuda.max_memory_allocated() / 2**30, 3) if cuda else None,
         "loss_key": case.loss_key,
         **loss_summary(probe["losses"], settings.loss_window, case.adversarial, require_fall=not settings.dry_run),
@@ -522,7 +525,8 @@ def _child(case: str, settings: RunSettings, timeout: float) -> tuple[list[dict]
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m waveforge.benchmarks.gpu", description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", default="cuda", help="torch device of the run (default cuda)")
+    p.add_argument("--device", default="cuda", choices=["cuda", "cpu"],
+                   help="cuda (default; the first visible GPU: choose with CUDA_VISIBLE_DEVICES) or cpu")
     p.add_argument("--dry-run", action="store_true", help="every case on the CPU with tiny models and a few batches (CI)")
     p.add_argument("--work", type=Path, default=None, help="corpus, run folders and logs (default: a folder under /tmp)")
     p.add_argument("--corpus", type=Path, default=None, help="a MAESTRO-layout corpus to train on (default: WORK/corpus, built if absent)")
@@ -536,6 +540,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--case", default=None, help=argparse.SUPPRESS)  # one case, in this process (the driver's child)
     args = p.parse_args(argv)
     work = args.work or Path(os.environ.get("TMPDIR", "/tmp")) / "waveforge-gpu-check"
+    if args.batches is not None and args.batches < 2:
+        p.error("--batches must be at least 2 (the first is not timed)")
     settings = RunSettings.make(args.device, args.dry_run, work, args.batches)
     if args.corpus is not None:
         settings.corpus = args.corpus.resolve()
