@@ -71,7 +71,14 @@ def hop_aligned_pad(audio: torch.Tensor, n_fft: int, hop_length: int) -> torch.T
 
 
 def stft_magnitude(audio: torch.Tensor, n_fft: int, hop_length: int, win_length: int, window: torch.Tensor) -> torch.Tensor:
-    """Hop-aligned STFT magnitude: ``(..., T)`` -> ``(..., n_fft//2 + 1, T // hop_length)``."""
+    """Hop-aligned STFT magnitude: ``(..., T)`` -> ``(..., n_fft//2 + 1, T // hop_length)``.
+
+    Half-precision audio (a network's output under bf16 / fp16 mixed precision) is transformed in
+    float32: neither MKL's nor cuFFT's FFT takes bfloat16, and a half-precision spectrum would lose
+    the quiet bins that the log-magnitude losses weigh."""
+    if audio.dtype in (torch.float16, torch.bfloat16):
+        audio = audio.float()
+    window = window.to(audio.dtype)
     shape = audio.shape
     padded = hop_aligned_pad(audio, n_fft, hop_length).reshape(-1, shape[-1] + n_fft - hop_length)
     spec = torch.stft(padded, n_fft, hop_length, win_length, window, center=False, return_complex=True)

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Literal
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader
 
@@ -224,8 +223,16 @@ class WaveformDataModule(L.LightningDataModule):
             drop_last=drop_last,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
+            pin_memory=self.pin_memory,
         )
+
+    @property
+    def pin_memory(self) -> bool:
+        """Page-locked batches, only when the attached trainer copies them to a CUDA device: a
+        machine with a GPU that trains on its CPU (or on another accelerator) would page-lock every
+        batch for nothing, and Lightning's CPU runs warn about it."""
+        trainer = self.trainer
+        return trainer is not None and trainer.strategy.root_device.type == "cuda"
 
     def train_dataloader(self) -> DataLoader:
         if self.train_set is None:

@@ -27,7 +27,12 @@ def split_mixture_params(params: torch.Tensor, n_mixtures: int) -> tuple[torch.T
 
 
 def discretized_mix_logistic_log_prob(params: torch.Tensor, x: torch.Tensor, n_mixtures: int, n_classes: int = 65536) -> torch.Tensor:
-    """``params (B, 3K, T)``, ``x (B, 1, T)`` in [-1, 1] -> log-probabilities ``(B, T)``."""
+    """``params (B, 3K, T)``, ``x (B, 1, T)`` in [-1, 1] -> log-probabilities ``(B, T)``, in float32.
+
+    Computed in float32 whatever the network's output dtype: under bf16 mixed precision a half bin
+    of 16-bit audio (1.5e-5) is below bfloat16's resolution near 1, and ``cdf_plus - cdf_min``
+    would be zero for every bin."""
+    params, x = params.float(), x.float()
     logit_probs, means, log_scales = split_mixture_params(params, n_mixtures)
     centered = x - means  # (B, K, T)
     inv_s = torch.exp(-log_scales)

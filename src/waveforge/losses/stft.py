@@ -106,10 +106,16 @@ def _resolve_windows(
     return windows
 
 
+def _full_precision(audio: torch.Tensor) -> torch.Tensor:
+    """Half-precision audio (a generator's output under mixed precision) as float32; FFTs take no bfloat16."""
+    return audio.float() if audio.dtype in (torch.float16, torch.bfloat16) else audio
+
+
 def _multi_resolution_terms(pred, target, resolutions, windows, per_item: bool) -> STFTLossResult:
     resolutions = list(resolutions)
     if not resolutions:
         raise ValueError("need at least one STFT resolution")
+    pred, target = _full_precision(pred), _full_precision(target)  # not a bf16 window either
     windows = _resolve_windows(resolutions, windows, pred)
     sc_total, mag_total = 0.0, 0.0
     for (n_fft, hop, win), window in zip(resolutions, windows):
@@ -188,6 +194,7 @@ def log_spectral_distance_loss(
     """
     if pred.shape != target.shape:
         raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must have the same shape")
+    pred, target = _full_precision(pred), _full_precision(target)
     window = torch.hann_window(n_fft, device=pred.device, dtype=pred.dtype)
     full_scale = window.sum() / 2  # the STFT magnitude of a full-scale sine at a bin centre
     floor = 10 ** (floor_db / 10)

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from waveforge import kernels
 from waveforge.audio.mulaw import mu_law_decode
 from waveforge.nn.sampling import sample_categorical
 from waveforge.nn.upsample import ConditionUpsampler
@@ -241,9 +242,20 @@ class SampleRNN(nn.Module):
             raise ValueError(f"backend must be 'auto', 'fast' or 'reference', got {backend!r}")
         if weights not in ("auto", "float32", "float16"):
             raise ValueError(f"weights must be 'auto', 'float32' or 'float16', got {weights!r}")
-        if weights == "float16" and (backend == "reference" or self.top_h0.device.type != "cpu"):
+        device = self.top_h0.device
+        if cond is not None and cond.device != device:
+            raise ValueError(f"cond is on {cond.device} but the model is on {device}")
+        if weights == "float16" and (backend == "reference" or not kernels.runs_on(device)):
             raise ValueError(f"weights={weights!r} needs the fast backend (on CPU)")
-        if backend != "reference" and self.top_h0.device.type == "cpu":
+        if backend != "reference" and not kernels.runs_on(device):
+            # "fast" included: on a GPU the PyTorch loop is the on-device path there is
+            warnings.warn(
+                f"SampleRNN: the fused generation loop runs on the CPU only; this model is on {device}, "
+                "so it samples with the PyTorch loop there",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        elif backend != "reference":
             from waveforge.kernels import samplernn as fast
 
             if fast.available():

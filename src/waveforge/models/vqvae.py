@@ -139,7 +139,7 @@ class VectorQuantizer(nn.Module):
         counts = one_hot.sum(0)  # n_i
         if self.training:
             restarted = self._ema_update(flat, one_hot, counts)
-            usage = torch.tensor(1.0 - restarted / self.codebook_size)  # alive before the restarts
+            usage = torch.tensor(1.0 - restarted / self.codebook_size, device=flat.device)  # alive before the restarts
         else:
             usage = (self.cluster_size >= threshold).float().mean()
         quantized = F.embedding(codes.view(b, n), self.codebook).transpose(1, 2).to(z.dtype)  # (B, D, N)

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from waveforge import kernels
 from waveforge.audio.mulaw import mu_law_decode
 from waveforge.losses.logistic import discretized_mix_logistic_loss, sample_mix_logistic
 from waveforge.nn.causal import ConvQueue, GatedResidualBlock
@@ -299,14 +300,25 @@ class WaveNet(nn.Module):
             raise ValueError("n_samples (or cond) is required")
         if backend not in ("auto", "fast", "reference"):
             raise ValueError(f"backend must be 'auto', 'fast' or 'reference', got {backend!r}")
+        device = self.head_out.weight.device
+        if cond is not None and cond.device != device:
+            raise ValueError(f"cond is on {cond.device} but the model is on {device}")
         if backend != "reference":
             from waveforge.kernels import wavenet as fast
 
-            if fast.available() and self.head_out.weight.device.type == "cpu":
+            if not kernels.runs_on(device):
+                # "fast" included: on a GPU the PyTorch loop is the on-device path there is
+                warnings.warn(
+                    f"WaveNet: the fused generation loop runs on the CPU only; this model is on {device}, "
+                    "so it samples with the PyTorch loop there",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            elif fast.available():
                 return fast.generate(self, n_samples, cond, global_id, temperature, top_p, batch_size, progress, generator)
-            if backend == "fast":
+            elif backend == "fast":
                 raise RuntimeError(f"the fast WaveNet kernel is unavailable: {fast.unavailable_reason()}")
-            if self.head_out.weight.device.type == "cpu":
+            else:
                 warnings.warn(
                     f"WaveNet: the fused generation loop is unavailable ({fast.unavailable_reason()}); "
                     "using the PyTorch reference loop, which is ~50x slower",
@@ -314,7 +326,7 @@ class WaveNet(nn.Module):
                     stacklevel=2,
                 )
         cache = self.new_cache(batch_size, cond, global_id)
-        x = self.silence.to(self.head_out.weight.device).expand(batch_size).clone()
+        x = self.silence.to(device).expand(batch_size).clone()
         samples = []
         for _ in _progress(range(n_samples), progress):
             x = self.sample_output(self.step(x, cache), temperature, top_p, generator)

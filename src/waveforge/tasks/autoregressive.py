@@ -80,7 +80,7 @@ class WaveNetTask(WaveformTask):
     def synthesize(self, cond: torch.Tensor | None, n_samples: int) -> torch.Tensor:
         global_id = None
         if self.model.config.n_global:
-            global_id = torch.zeros(1 if cond is None else cond.shape[0], dtype=torch.long)
+            global_id = torch.zeros(1 if cond is None else cond.shape[0], dtype=torch.long, device=self.device)
         return self.model.generate(n_samples, cond, global_id, temperature=self.hparams.sample_temperature)
 
     def model_file(self) -> ModelFile:

@@ -29,6 +29,7 @@ with the codebook's usage and perplexity. Priors log their NLL in nats and bits 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Literal
 
@@ -299,7 +300,7 @@ class VQVAETask(WaveformTask):
         else:
             tokens, cond = self._prior_tokens(audio, random_crop=True)
             loss = self.model.prior(self.level).loss(self.model.prior(self.level)(tokens, cond), tokens)
-            self.log("train/bits_per_code", loss / torch.log(torch.tensor(2.0)))
+            self.log("train/bits_per_code", loss / math.log(2.0))
             self.model.trained[self.level, 1] += 1
         self.log("train/loss", loss, prog_bar=True)
         return loss
@@ -326,7 +327,7 @@ class VQVAETask(WaveformTask):
             tokens, cond = self._prior_tokens(audio, random_crop=False)
             nll = self.model.prior(self.level).loss(self.model.prior(self.level)(tokens, cond), tokens)
             self.log("val/nll", nll, prog_bar=True, sync_dist=True)
-            self.log("val/bits_per_code", nll / torch.log(torch.tensor(2.0)), sync_dist=True)
+            self.log("val/bits_per_code", nll / math.log(2.0), sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
         if self.stage != "autoencoder" or self._val_histogram is None or self._val_histogram.sum() == 0:

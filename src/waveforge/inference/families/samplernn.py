@@ -38,7 +38,7 @@ class SampleRNNAdapter:
         chunk = max(step, chunk // step * step)
         context = torch.full((classes.shape[0], c.top_frame_size), model.silence, dtype=torch.long, device=classes.device)
         padded = torch.cat([context, classes], dim=1)
-        hidden, total = None, torch.zeros(classes.shape[0], dtype=torch.float64)
+        hidden, total = None, torch.zeros(classes.shape[0], dtype=torch.float64, device=classes.device)
         for lo in range(0, classes.shape[-1], chunk):
             hi = min(lo + chunk, classes.shape[-1])
             cond_slice = None if cond is None else cond[..., lo // c.hop_length : hi // c.hop_length]

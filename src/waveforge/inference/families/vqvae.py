@@ -134,7 +134,7 @@ def evaluate_hierarchy(
     if not records:
         raise BadInputError(data_root, f"split {split!r} has no pieces")
     n_levels = len(model.levels)
-    histograms = [torch.zeros(lv.config.codebook_size, dtype=torch.long) for lv in model.levels]
+    histograms = [torch.zeros(lv.config.codebook_size, dtype=torch.long, device=synth.device) for lv in model.levels]
     distances: list[list[float]] = [[] for _ in range(n_levels)]
     nll_sum, nll_count = [0.0] * n_levels, [0] * n_levels
     multiple = model.hop_multiple

@@ -21,7 +21,7 @@ class WaveNetAdapter:
     def synthesize(self, model: WaveNet, cond: torch.Tensor | None, n_samples: int, options: SynthesisOptions) -> torch.Tensor:
         batch = options.batch_size if cond is None else cond.shape[0]
         # a globally conditioned model samples class 0 (SynthesisOptions has no class id)
-        global_id = torch.zeros(batch, dtype=torch.long) if model.config.n_global else None
+        global_id = torch.zeros(batch, dtype=torch.long, device=model.head_out.weight.device) if model.config.n_global else None
         return model.generate(
             None if cond is not None else n_samples, cond, global_id,
             temperature=options.temperature, top_p=options.top_p, batch_size=batch, progress=options.progress,
