@@ -2,7 +2,7 @@
 
 Both tasks read ``{"cond": (B, 264, F) piano roll, "mel": (B, n_mels, F) log-mel of the same crop}``
 (``WaveformDataModule(conditioning="piano_roll", target_mel=True)``; without ``"mel"`` the task
-computes it from ``"audio"``). ``mel`` states the vocoder's mel settings; rate and hop come from the
+computes it from ``"audio"``). ``vocoder_mel`` states the vocoder's mel settings; rate and hop come from the
 piano-roll feature, and at fit start they are checked against the DataModule's ``target_feature``.
 
 * :class:`Notes2MelRegressionTask`: ``l1`` and ``l2`` terms on the log-mel, weights in
@@ -39,12 +39,12 @@ class _Notes2MelTask(WaveformTask):
     family = "notes2mel"
     objective: str
 
-    def __init__(self, sample_rate: int, feature: dict | None, mel: MelSettings | dict, architecture: dict, lr: float,
+    def __init__(self, sample_rate: int, feature: dict | None, mel: dict | None, architecture: dict, lr: float,
                  betas: tuple[float, float], weight_decay: float, lr_decay: float):
         super().__init__(sample_rate, feature)
         if not isinstance(self.feature, PianoRollConfig):
             raise ValueError("a notes-to-mel task reads piano rolls: set data.conditioning: piano_roll")
-        m = MelSettings(**mel) if isinstance(mel, dict) else mel
+        m = MelSettings(**(mel or {}))  # a plain dict in the hyper-parameters: checkpoints load without pickled classes
         self.mel_config = MelConfig(sample_rate, m.n_fft, self.feature.hop_length, m.win_length, m.n_mels, m.f_min, m.f_max, m.log_floor)
         self.config = Notes2MelConfig(n_mels=m.n_mels, log_floor=m.log_floor, **architecture)
         self.analysis = MelSpectrogram(self.mel_config)
@@ -107,7 +107,8 @@ class Notes2MelRegressionTask(_Notes2MelTask):
     """Regression notes-to-mel (:class:`Notes2Mel`): weighted ``l1`` + ``l2`` on the log-mel.
 
     Args:
-        mel: the vocoder's mel settings (rate and hop come from the data).
+        vocoder_mel: the vocoder's mel settings other than rate and hop (which come from the data), as
+            ``data.mel``: ``{n_fft, win_length, n_mels, f_min, f_max, log_floor}``; default ``MelSettings()``.
         channels, n_layers, kernel_size, dilation_cycle, attention_*: :class:`Notes2MelConfig`.
         loss_weights: ``{"l1": w, "l2": w}``.
         lr, betas, weight_decay: AdamW; ``lr_decay``: factor per 1,000 steps.
@@ -119,7 +120,7 @@ class Notes2MelRegressionTask(_Notes2MelTask):
         self,
         sample_rate: int = 22050,
         feature: dict | None = None,
-        mel: MelSettings = MelSettings(),
+        vocoder_mel: dict | None = None,
         channels: int = 128,
         n_layers: int = 12,
         kernel_size: int = 3,
@@ -134,7 +135,7 @@ class Notes2MelRegressionTask(_Notes2MelTask):
         lr_decay: float = 1.0,
     ):
         arch = _architecture(channels, n_layers, kernel_size, dilation_cycle, attention_layers, attention_heads, attention_window)
-        super().__init__(sample_rate, feature, mel, arch, lr, betas, weight_decay, lr_decay)
+        super().__init__(sample_rate, feature, vocoder_mel, arch, lr, betas, weight_decay, lr_decay)
         self.save_hyperparameters()
         self.loss_weights = {"l1": 1.0, "l2": 0.0, **(loss_weights or {})}
         unknown = set(self.loss_weights) - {"l1", "l2"}
@@ -188,7 +189,7 @@ class Notes2MelDiffusionTask(_Notes2MelTask):
         self,
         sample_rate: int = 22050,
         feature: dict | None = None,
-        mel: MelSettings = MelSettings(),
+        vocoder_mel: dict | None = None,
         channels: int = 128,
         n_layers: int = 12,
         kernel_size: int = 3,
@@ -217,7 +218,7 @@ class Notes2MelDiffusionTask(_Notes2MelTask):
     ):
         arch = _architecture(channels, n_layers, kernel_size, dilation_cycle, attention_layers, attention_heads, attention_window)
         arch.update(mel_offset=mel_offset, mel_scale=mel_scale)
-        super().__init__(sample_rate, feature, mel, arch, lr, betas, weight_decay, lr_decay)
+        super().__init__(sample_rate, feature, vocoder_mel, arch, lr, betas, weight_decay, lr_decay)
         self.save_hyperparameters()
         if not 0.0 <= cond_drop_prob < 1.0:
             raise ValueError(f"cond_drop_prob must lie in [0, 1), got {cond_drop_prob}")
