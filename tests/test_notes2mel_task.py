@@ -11,6 +11,7 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
 import waveforge
+import waveforge.audio
 from waveforge.audio.mel import MelSpectrogram
 from waveforge.data.module import WaveformDataModule
 from waveforge.evaluate import evaluate_model
@@ -122,3 +123,32 @@ def test_checkpoint_to_one_file_and_eval_of_both_forms(tiny_corpus, tmp_path):
     both = evaluate_model(composed_path, tiny_corpus, max_pieces=1, seconds=1.0)
     assert both["feature"] == "piano_roll" and set(both["metrics"]) == {"model", "fluidsynth"}
     assert both["metrics"]["model"]["mel_l1"] > 0
+
+
+@pytest.mark.slow
+def test_smoke_recipe_fits_composes_and_renders_from_the_cli(tmp_path, tiny_corpus):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo / "src"), os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
+    run = tmp_path / "run"
+    waveforge_cmd = [sys.executable, "-m", "waveforge"]
+    proc = subprocess.run([*waveforge_cmd, "fit", "--config", str(repo / "recipes/notes2mel/smoke.yaml"), "--data.root", str(tiny_corpus),
+                           "--trainer.default_root_dir", str(run), "--trainer.enable_progress_bar", "false"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    vocoder = _vocoder(tmp_path, _data(tiny_corpus))
+    piano = tmp_path / "piano.safetensors"
+    subprocess.run([*waveforge_cmd, "export", str(run / "checkpoints/last.ckpt"), "--vocoder", str(vocoder), "-o", str(piano)],
+                   env=env, check=True, timeout=300)
+    midi = sorted(tiny_corpus.glob("*/*.midi"))[0]
+    for model, extra in ((piano, []), (run / "model.safetensors", ["--vocoder", str(vocoder)])):
+        if extra:
+            subprocess.run([*waveforge_cmd, "export", str(run / "checkpoints/last.ckpt"), "-o", str(model)], env=env, check=True, timeout=300)
+        out = tmp_path / f"{model.stem}.wav"
+        subprocess.run([*waveforge_cmd, "render", str(model), str(midi), "-o", str(out), *extra], env=env, check=True, timeout=300)
+        audio = waveforge.audio.load_audio(out)
+        assert audio.shape[-1] % 256 == 0 and audio.shape[-1] > 22050

@@ -76,9 +76,9 @@ class Notes2MelConfig:
 
     @classmethod
     def paper(cls) -> "Notes2MelConfig":
-        """Paper scale for multi-GPU MAESTRO training: 512 channels, 30 layers (3 cycles of dilations
-        up to 512 frames), the last 4 blocks also attending 128 frames either side."""
-        return cls(channels=512, n_layers=30, dilation_cycle=10, attention_layers=4, attention_heads=8, attention_window=128)
+        """Paper scale for multi-GPU MAESTRO training: 512 channels, 30 blocks: 26 dilated convs
+        (dilations 1..128, cycled), then 4 attending 128 frames either side."""
+        return cls(channels=512, n_layers=30, dilation_cycle=8, attention_layers=4, attention_heads=8, attention_window=128)
 
     @classmethod
     def small(cls) -> "Notes2MelConfig":
