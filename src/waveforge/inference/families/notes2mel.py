@@ -49,7 +49,7 @@ def frame_noise(batch: int, n_mels: int, lo: int, hi: int, seed: int, device=Non
     drawn from a generator seeded by ``(seed, k)``."""
     pieces = []
     for block in range(lo // NOISE_BLOCK, (hi - 1) // NOISE_BLOCK + 1):
-        g = torch.Generator().manual_seed(hash((int(seed), block)) & 0x7FFF_FFFF_FFFF_FFFF)
+        g = torch.Generator().manual_seed((int(seed) * 0x9E37_79B9_7F4A_7C15 + block) % 2**63)  # one stream per (seed, block)
         noise = torch.randn((batch, n_mels, NOISE_BLOCK), generator=g)
         first = block * NOISE_BLOCK
         pieces.append(noise[..., max(lo, first) - first : min(hi, first + NOISE_BLOCK) - first])
