@@ -115,8 +115,11 @@ def test_checkpoint_to_one_file_and_eval_of_both_forms(tiny_corpus, tmp_path):
 
     alone = evaluate_model(notes_path, tiny_corpus, max_pieces=1, seconds=1.0, griffin_lim_iters=4)
     assert alone["objective"] == "regression" and alone["pieces"] == 1
-    assert set(alone["mel"]) == {"log_mel_l1", "band_variance_model", "band_variance_reference"}
+    assert set(alone["mel"]) == {"log_mel_l1", "log_mel_l1_fluidsynth", "band_variance_model", "band_variance_reference",
+                                 "band_variance_fluidsynth"}
     assert alone["mel"]["band_variance_reference"] > alone["mel"]["band_variance_model"] >= 0  # one step: nearly flat
+    # the corpus is FluidSynth's render with the default soundfont: that baseline is the reference itself, nearly
+    assert alone["mel"]["log_mel_l1_fluidsynth"] < 0.5 * alone["mel"]["log_mel_l1"]
     assert set(alone["metrics"]) == {"model_mel_griffin_lim", "reference_mel_griffin_lim"}
     json.dumps(alone)
     # composed: to eval it is a piano-roll renderer, scored beside FluidSynth's render of the same MIDI
@@ -152,3 +155,18 @@ def test_smoke_recipe_fits_composes_and_renders_from_the_cli(tmp_path, tiny_corp
         subprocess.run([*waveforge_cmd, "render", str(model), str(midi), "-o", str(out), *extra], env=env, check=True, timeout=300)
         audio = waveforge.audio.load_audio(out)
         assert audio.shape[-1] % 256 == 0 and audio.shape[-1] > 22050
+
+
+@pytest.mark.slow
+def test_eval_notes_on_the_mel_stage_alone(tiny_corpus, tmp_path):
+    pytest.importorskip("transkun")
+    data = _data(tiny_corpus)
+    task = Notes2MelRegressionTask(sample_rate=22050, feature=feature_to_dict(data.feature), **TINY)
+    notes_path = save_model_file(tmp_path / "notes.safetensors", task.model_file())
+    result = evaluate_model(notes_path, tiny_corpus, max_pieces=1, seconds=4.0, griffin_lim_iters=32, notes=True)
+    assert set(result["notes"]) == {"model_mel_griffin_lim", "reference_mel_griffin_lim", "reference"}
+    # an untrained model's mel is silence: no notes. Griffin-Lim costs the transcriber most of the
+    # reference's notes (its phase smears onsets), so the reference mel through it is a low ceiling.
+    scores = {name: row["onset_f1"] for name, row in result["notes"].items()}
+    assert scores["model_mel_griffin_lim"] == 0.0 < scores["reference_mel_griffin_lim"] < scores["reference"], result["notes"]
+    assert scores["reference"] > 0.5, result["notes"]

@@ -70,7 +70,7 @@ def evaluate_model(
     if isinstance(synth, NotesToMelSynthesizer) and not isinstance(synth, ComposedRenderer):  # the mel stage alone
         from waveforge.inference.twostage import evaluate_mel_stage
 
-        result = evaluate_mel_stage(synth, data_root, split, max_pieces, seconds, options, griffin_lim_iters)
+        result = evaluate_mel_stage(synth, data_root, split, max_pieces, seconds, options, griffin_lim_iters, transcriber, fluidsynth_soundfont)
         return {"model": str(Path(model)), **result}
     feature = synth.feature
     has_likelihood = hasattr(synth.adapter, "log_likelihood")

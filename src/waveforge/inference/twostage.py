@@ -179,18 +179,23 @@ def band_variance(log_mel: Tensor) -> float:
 
 
 def evaluate_mel_stage(synth: NotesToMelSynthesizer, data_root, split: str = "test", max_pieces: int | None = None,
-                       seconds: float = 10.0, options: SynthesisOptions | None = None, griffin_lim_iters: int = 64) -> dict:
+                       seconds: float = 10.0, options: SynthesisOptions | None = None, griffin_lim_iters: int = 64,
+                       transcriber=None, fluidsynth_soundfont: str | os.PathLike | None = None) -> dict:
     """The notes-to-mel stage on its own, on ``split``'s pieces.
 
     Its mel and the reference audio's mel, each through Griffin-Lim, scored against the recording
     (so the vocoder is out of the comparison); and in the mel domain, the log-mel L1 to the
-    reference mel and the per-band variance over time of each (regression over-smooths: its
-    variance falls below the reference's).
+    reference mel and the per-band variance over time, for the model and for FluidSynth's render
+    of the same MIDI (``fluidsynth_soundfont``, default pretty_midi's: on a corpus rendered with
+    other soundfonts, "another instrument", the figure a learned renderer should beat). Regression
+    over-smooths: its variance falls below the reference's. With a ``transcriber``
+    (``eval --notes``), both Griffin-Lim outputs and the reference are scored note by note.
     """
     from waveforge.audio.griffinlim import griffin_lim
     from waveforge.audio.io import audio_info, load_audio
     from waveforge.data.maestro import MaestroIndex
-    from waveforge.evaluate import _mean
+    from waveforge.evaluate import _mean, _note_scores
+    from waveforge.midi.render import default_soundfont, render_midi
     from waveforge.metrics import all_metrics
     from waveforge.utils.progress import progress
 
@@ -204,6 +209,7 @@ def evaluate_mel_stage(synth: NotesToMelSynthesizer, data_root, split: str = "te
     metric_mel = MelConfig(sample_rate=synth.sample_rate, f_max=min(8000.0, synth.sample_rate / 2))
     hop = feature.hop_length
     model_rows, reference_rows, mel_rows = [], [], []
+    note_rows: dict[str, list[dict[str, float]]] = {}
     t0 = time.perf_counter()
     for record in progress(records, desc=f"eval mel stage {split}", unit="piece"):
         frames = int(math.ceil(seconds * audio_info(record.audio_path).sample_rate))
@@ -211,15 +217,26 @@ def evaluate_mel_stage(synth: NotesToMelSynthesizer, data_root, split: str = "te
         n_frames = reference.shape[-1] // hop
         reference = reference[..., : n_frames * hop]
         reference_mel = analysis(reference.unsqueeze(0))  # (1, n_mels, F)
-        roll = piano_roll(load_midi(record.midi_path), feature, n_frames).unsqueeze(0)
+        midi = load_midi(record.midi_path)
+        roll = piano_roll(midi, feature, n_frames).unsqueeze(0)
         mel = synth.mel_from_roll(roll, options).cpu()
-        model_rows.append(all_metrics(reference, griffin_lim(mel[0], mel_config, n_iter=griffin_lim_iters), metric_mel))
-        reference_rows.append(all_metrics(reference, griffin_lim(reference_mel[0], mel_config, n_iter=griffin_lim_iters), metric_mel))
+        fluidsynth = torch.nn.functional.pad(render_midi(midi, synth.sample_rate, fluidsynth_soundfont), (0, n_frames * hop))[..., : n_frames * hop]
+        fluidsynth_mel = analysis(fluidsynth.reshape(1, 1, -1))
+        model_audio = griffin_lim(mel[0], mel_config, n_iter=griffin_lim_iters)
+        reference_audio = griffin_lim(reference_mel[0], mel_config, n_iter=griffin_lim_iters)
+        model_rows.append(all_metrics(reference, model_audio, metric_mel))
+        reference_rows.append(all_metrics(reference, reference_audio, metric_mel))
         mel_rows.append({
             "log_mel_l1": float((mel - reference_mel).abs().mean()),
+            "log_mel_l1_fluidsynth": float((fluidsynth_mel - reference_mel).abs().mean()),
             "band_variance_model": band_variance(mel),
             "band_variance_reference": band_variance(reference_mel),
+            "band_variance_fluidsynth": band_variance(fluidsynth_mel),
         })
+        if transcriber is not None:
+            outputs = {"model_mel_griffin_lim": model_audio, "reference_mel_griffin_lim": reference_audio, "reference": reference}
+            for name, scores in _note_scores(transcriber, record, outputs, reference.shape[-1], synth.sample_rate).items():
+                note_rows.setdefault(name, []).append(scores)
     return {
         "family": synth.family,
         "objective": synth.objective,
@@ -230,6 +247,8 @@ def evaluate_mel_stage(synth: NotesToMelSynthesizer, data_root, split: str = "te
         "options": {k: v for k, v in vars(options).items() if k not in ("progress", "batch_size")},
         "mel": _mean(mel_rows),
         "metrics": {"model_mel_griffin_lim": _mean(model_rows), "reference_mel_griffin_lim": _mean(reference_rows)},
+        **({"notes": {name: _mean(rows) for name, rows in note_rows.items()}} if transcriber is not None else {}),
+        "fluidsynth_soundfont": Path(fluidsynth_soundfont or default_soundfont()).name,
         "lower_is_better": ["mr_stft", "lsd_db", "mel_l1", "log_mel_l1"],
         "elapsed_s": round(time.perf_counter() - t0, 1),
     }
