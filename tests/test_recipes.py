@@ -13,7 +13,8 @@ RECIPES = [
 ]
 RECIPE_PATHS = sorted(REPO.glob("recipes/*/*.yaml"))
 #: the model family each recipe folder trains
-FAMILY = {"melgan": "melgan", "wavenet": "wavenet", "samplernn": "samplernn", "diffwave": "diffwave", "waveglow": "waveglow", "vqvae": "vqvae"}
+FAMILY = {"melgan": "melgan", "wavenet": "wavenet", "samplernn": "samplernn", "diffwave": "diffwave", "waveglow": "waveglow", "vqvae": "vqvae",
+          "notes2mel": "notes2mel"}
 
 
 def test_every_family_has_its_recipes():
@@ -21,7 +22,7 @@ def test_every_family_has_its_recipes():
     for family in FAMILY:
         assert {(family, "smoke"), (family, "cpu"), (family, "maestro")} <= names, family
     assert {("melgan", "maestro-midi"), ("wavenet", "maestro-midi"), ("waveglow", "maestro-midi"),
-            ("diffwave", "maestro-midi"), ("diffwave", "uncond")} <= names
+            ("diffwave", "maestro-midi"), ("diffwave", "uncond"), ("notes2mel", "cpu-diffusion")} <= names
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: f"{p.parent.name}/{p.name}")

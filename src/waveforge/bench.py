@@ -25,7 +25,7 @@ from typing import Callable, Iterable, Iterator
 import torch
 
 #: modules under waveforge.benchmarks, imported lazily; each registers its functions
-BENCH_MODULES = ("data", "melgan", "training", "autoregressive", "diffwave", "waveglow", "vqvae")
+BENCH_MODULES = ("data", "melgan", "training", "autoregressive", "diffwave", "waveglow", "vqvae", "notes2mel")
 _REGISTRY: dict[str, Callable[["BenchContext"], Iterable[dict]]] = {}
 _MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 31)}
 

@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", type=Path, nargs="+",
                    help="one checkpoint; or several VQ-VAE stages trained in parallel, each part from the last that trained it")
     p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("--vocoder", type=Path, default=None,
+                   help="a mel vocoder (.safetensors) to store with a notes-to-mel model: one file that renders MIDI "
+                        "(the notes model may be a checkpoint or an exported .safetensors)")
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("vocode", help="wav (analysed to mel) or .npy mel -> wav")
@@ -97,10 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_synthesis_options(p)
     p.set_defaults(func=_cmd_vocode)
 
-    p = sub.add_parser("render", help="MIDI -> wav with a piano-roll-conditioned model")
+    p = sub.add_parser("render", help="MIDI -> wav with a piano-roll-conditioned model, or a notes-to-mel model + --vocoder")
     p.add_argument("model", type=Path)
     p.add_argument("midi", type=Path)
     p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("--vocoder", type=Path, default=None,
+                   help="the mel vocoder that turns a notes-to-mel model's mel into audio (sampling options apply to the notes model)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the model (MelGAN: 12-22%% faster; compiling takes ~40 s, ~4 s once cached on disk)")
     _add_synthesis_options(p)
@@ -207,6 +212,14 @@ def _cmd_data_list(args) -> int:
 def _cmd_export(args) -> int:
     from waveforge.tasks.export import export_checkpoint
 
+    if args.vocoder is not None:
+        from waveforge.inference.twostage import compose_checkpoint
+
+        if len(args.checkpoint) != 1:
+            raise BadInputError(args.output, "--vocoder composes one notes-to-mel model with a vocoder")
+        path = compose_checkpoint(args.checkpoint[0], args.vocoder, args.output)
+        print(f"wrote {path}")
+        return 0
     path = export_checkpoint(args.checkpoint, args.output)
     print(f"wrote {path}")
     return 0
@@ -236,11 +249,20 @@ def _cmd_render(args) -> int:
     import waveforge
     from waveforge.audio.io import save_audio
 
+    from waveforge.inference.twostage import ComposedRenderer, NotesToMelSynthesizer
+
     synth = waveforge.load(args.model)
     synth.model.to(args.device)
     if args.compile:
         synth.compile()
-    audio = synth.render(args.midi, _options(args))
+    if isinstance(synth, NotesToMelSynthesizer):
+        if args.vocoder is None and not isinstance(synth, ComposedRenderer):
+            raise BadInputError(args.model, "a notes-to-mel model makes mel-spectrograms; give a mel vocoder with --vocoder VOCODER")
+        audio = synth.render(args.midi, _options(args), vocoder=args.vocoder)
+    else:
+        if args.vocoder is not None:
+            raise BadInputError(args.model, f"--vocoder goes with a notes-to-mel model; this is a {synth.family} model")
+        audio = synth.render(args.midi, _options(args))
     save_audio(args.output, audio[0], synth.sample_rate)
     print(args.output)
     return 0

@@ -65,6 +65,13 @@ def evaluate_model(
         from waveforge.inference.families.vqvae import evaluate_hierarchy
 
         return evaluate_hierarchy(model, data_root, split=split, seconds=seconds, max_pieces=max_pieces)
+    from waveforge.inference.twostage import ComposedRenderer, NotesToMelSynthesizer
+
+    if isinstance(synth, NotesToMelSynthesizer) and not isinstance(synth, ComposedRenderer):  # the mel stage alone
+        from waveforge.inference.twostage import evaluate_mel_stage
+
+        result = evaluate_mel_stage(synth, data_root, split, max_pieces, seconds, options, griffin_lim_iters, transcriber, fluidsynth_soundfont)
+        return {"model": str(Path(model)), **result}
     feature = synth.feature
     has_likelihood = hasattr(synth.adapter, "log_likelihood")
     if feature is None and not has_likelihood:

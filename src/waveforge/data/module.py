@@ -102,6 +102,9 @@ class WaveformDataModule(L.LightningDataModule):
         max_val_segments: cap on validation / test crops in all (kept crops are spread over the pieces).
         cache_dir: resample cache (default ``<root>/.waveforge-cache``).
         seed: crop seed.
+        target_mel: each batch also carries ``"mel": (B, n_mels, F)``, the log-mel of the crop in
+            :attr:`target_feature` (``mel`` settings at this rate and hop): the target of a
+            notes-to-mel model, whose input is the piano roll (``conditioning: piano_roll``).
     """
 
     def __init__(
@@ -123,6 +126,7 @@ class WaveformDataModule(L.LightningDataModule):
         max_val_segments: int | None = 256,
         cache_dir: str | None = None,
         seed: int = 0,
+        target_mel: bool = False,
     ):
         super().__init__()
         if conditioning not in ("mel", "piano_roll", "none"):
@@ -153,16 +157,22 @@ class WaveformDataModule(L.LightningDataModule):
         self.max_val_segments = max_val_segments
         self.cache_dir = cache_dir
         self.seed = seed
+        self.target_mel = target_mel
         self._feature = self._make_feature()  # built now: bad mel settings fail at construction
         self.save_hyperparameters()
         self.train_set: SegmentDataset | None = None
         self.val_set: FixedSegmentDataset | None = None
         self.test_set: FixedSegmentDataset | None = None
 
+    def _mel_config(self) -> MelConfig:
+        m = self.mel
+        return MelConfig(self.sample_rate, m.n_fft, self.hop_length, m.win_length, m.n_mels, m.f_min, m.f_max, m.log_floor)
+
     def _make_feature(self) -> FeatureConfig | None:
+        if self.target_mel:
+            self._mel_config()  # bad mel settings fail at construction here too
         if self.conditioning == "mel":
-            m = self.mel
-            return MelConfig(self.sample_rate, m.n_fft, self.hop_length, m.win_length, m.n_mels, m.f_min, m.f_max, m.log_floor)
+            return self._mel_config()
         if self.conditioning == "piano_roll":
             return PianoRollConfig(self.sample_rate, self.hop_length, self.sustain)
         return None
@@ -171,6 +181,11 @@ class WaveformDataModule(L.LightningDataModule):
     def feature(self) -> FeatureConfig | None:
         """The feature config a model trained on this data must record (``None``: unconditional)."""
         return self._feature
+
+    @property
+    def target_feature(self) -> MelConfig | None:
+        """The ``MelConfig`` of the batches' ``"mel"`` target (``None`` unless ``target_mel``)."""
+        return self._mel_config() if self.target_mel else None
 
     @property
     def cond_channels(self) -> int:
@@ -188,7 +203,8 @@ class WaveformDataModule(L.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         index = MaestroIndex(self.root)
-        common = dict(sample_rate=self.sample_rate, hop_length=self.hop_length, feature=self._feature, cache_dir=self.cache_dir)
+        common = dict(sample_rate=self.sample_rate, hop_length=self.hop_length, feature=self._feature, cache_dir=self.cache_dir,
+                      target_mel=self.target_feature)
         if stage == "fit" and self.train_set is None:
             self.train_set = SegmentDataset(
                 index, "train", segment_length=self.segment_length, segments_per_epoch=self.segments_per_epoch, seed=self.seed, **common

@@ -84,6 +84,8 @@ class _SplitDataset(Dataset):
         cache_dir: resample cache folder; default ``<root>/.waveforge-cache``.
         roll_cache_mb: per-worker memory bound for cached piece rolls (packed to uint8:
             a 10-minute piece at 22050/256 is 14 MB).
+        target_mel: a ``MelConfig`` whose log-mel of the crop each item also carries as ``"mel"``
+            ``(n_mels, F)``: the target of a notes-to-mel model, computed like mel conditioning.
     """
 
     def __init__(
@@ -95,6 +97,7 @@ class _SplitDataset(Dataset):
         feature: FeatureConfig | None = None,
         cache_dir: str | os.PathLike | None = None,
         roll_cache_mb: float = 256.0,
+        target_mel: MelConfig | None = None,
     ):
         index = root if isinstance(root, MaestroIndex) else MaestroIndex(root)
         if feature is not None and (feature.sample_rate != sample_rate or feature.hop_length != hop_length):
@@ -118,6 +121,9 @@ class _SplitDataset(Dataset):
         infos = [audio_info(r.audio_path) for r in self.pieces]
         self.lengths = np.array([resampled_length(i.frames, i.sample_rate, sample_rate) for i in infos], dtype=np.int64)
         self._mel = MelSpectrogram(feature) if isinstance(feature, MelConfig) else None
+        if target_mel is not None and (target_mel.sample_rate != sample_rate or target_mel.hop_length != hop_length):
+            raise ValueError(f"target_mel has sample_rate={target_mel.sample_rate}, hop_length={target_mel.hop_length}; the dataset has {sample_rate}, {hop_length}")
+        self._target_mel = MelSpectrogram(target_mel) if target_mel is not None else None
         self._roll_cache_bytes = int(roll_cache_mb * 2**20)
         self._rolls: OrderedDict[int, torch.Tensor] = OrderedDict()  # piece -> packed roll, LRU
         self._paths: dict[int, Path] = {}  # piece -> file at the model rate
@@ -173,6 +179,9 @@ class _SplitDataset(Dataset):
             first, n_frames = offset // self.hop_length, length // self.hop_length
             frames = unpack_roll(self.piece_roll(piece)[:, first : first + n_frames])  # (264, <= n_frames)
             item["cond"] = F.pad(frames, (0, n_frames - frames.shape[-1]))  # (264, n_frames)
+        if self._target_mel is not None:
+            with torch.no_grad():
+                item["mel"] = self._target_mel(audio)  # (n_mels, length // hop)
         return item
 
     def __iter__(self) -> Iterator[dict]:
@@ -207,13 +216,14 @@ class SegmentDataset(_SplitDataset):
         seed: int = 0,
         cache_dir: str | os.PathLike | None = None,
         roll_cache_mb: float = 256.0,
+        target_mel: MelConfig | None = None,
     ):
         check_segment_length(segment_length, hop_length)
         if segments_per_epoch <= 0:
             raise ValueError(f"segments_per_epoch must be positive, got {segments_per_epoch}")
         if seed < 0:
             raise ValueError(f"seed must be non-negative, got {seed}")
-        super().__init__(root, split, sample_rate, hop_length, feature, cache_dir, roll_cache_mb)
+        super().__init__(root, split, sample_rate, hop_length, feature, cache_dir, roll_cache_mb, target_mel)
         self.segment_length = segment_length
         self.segments_per_epoch = segments_per_epoch
         self.seed = seed
@@ -266,11 +276,12 @@ class FixedSegmentDataset(_SplitDataset):
         max_segments: int | None = None,
         cache_dir: str | os.PathLike | None = None,
         roll_cache_mb: float = 256.0,
+        target_mel: MelConfig | None = None,
     ):
         check_segment_length(segment_length, hop_length)
         if segments_per_piece <= 0:
             raise ValueError(f"segments_per_piece must be positive, got {segments_per_piece}")
-        super().__init__(root, split, sample_rate, hop_length, feature, cache_dir, roll_cache_mb)
+        super().__init__(root, split, sample_rate, hop_length, feature, cache_dir, roll_cache_mb, target_mel)
         self.segment_length = segment_length
         crops: list[tuple[int, int]] = []
         for piece in range(len(self.pieces) if max_pieces is None else min(max_pieces, len(self.pieces))):

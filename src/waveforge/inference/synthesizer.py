@@ -49,6 +49,8 @@ class Synthesizer:
         model_file = read_model_file(path)
         adapter = get_adapter(model_file.family, str(path))
         model = adapter.build(model_file.model_config, model_file.state_dict).to(device).eval()
+        if hasattr(adapter, "synthesizer_class"):  # a family with its own front end (notes2mel: two stages)
+            return adapter.synthesizer_class(model)(model, adapter, model_file)
         return cls(model, adapter, model_file)
 
     def compile(self) -> "Synthesizer":

@@ -7,6 +7,7 @@ from waveforge.models.melgan import (
     MultiPeriodDiscriminator,
     MultiScaleDiscriminator,
 )
+from waveforge.models.notes2mel import Notes2Mel, Notes2MelConfig, Notes2MelDenoiser
 from waveforge.models.samplernn import SampleRNN, SampleRNNConfig
 from waveforge.models.wavenet import WaveNet, WaveNetConfig
 from waveforge.models.prior import PriorConfig, TransformerPrior
@@ -21,6 +22,9 @@ __all__ = [
     "MelGANGeneratorConfig",
     "MultiPeriodDiscriminator",
     "MultiScaleDiscriminator",
+    "Notes2Mel",
+    "Notes2MelConfig",
+    "Notes2MelDenoiser",
     "SampleRNN",
     "SampleRNNConfig",
     "WaveGlow",

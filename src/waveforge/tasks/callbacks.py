@@ -48,6 +48,9 @@ class AudioLogger(L.Callback):
         pl_module.eval()
         try:
             fake = pl_module.synthesize(cond.to(pl_module.device) if cond is not None else None, n_samples).float().cpu()
+            # a notes-to-mel task's own output is a mel: draw it, not the mel of its Griffin-Lim audio
+            mels = (pl_module.synthesize_mel(cond.to(pl_module.device)).float().cpu()
+                    if hasattr(pl_module, "synthesize_mel") and cond is not None else None)
         finally:
             pl_module.train(was_training)
         step = trainer.global_step
@@ -55,12 +58,18 @@ class AudioLogger(L.Callback):
             if not self._logged_reference:
                 experiment.add_audio(f"reference/{i}", audio[i].float().cpu().clamp(-1, 1), step, sr)
             experiment.add_audio(f"generated/{i}", fake[i].clamp(-1, 1), step, sr)
-            experiment.add_image(f"mel/{i}", _mel_image(audio[i].float().cpu(), fake[i], sr), step, dataformats="HWC")
+            if mels is not None:
+                reference_mel = MelSpectrogram(pl_module.mel_config)(audio[i].float().cpu().reshape(1, 1, -1))[0]
+                image = _mel_image(audio[i].float().cpu(), fake[i], sr, mels=(reference_mel, mels[i]))
+            else:
+                image = _mel_image(audio[i].float().cpu(), fake[i], sr)
+            experiment.add_image(f"mel/{i}", image, step, dataformats="HWC")
         self._logged_reference = True
 
 
-def _mel_image(reference: torch.Tensor, generated: torch.Tensor, sample_rate: int):
-    """Reference (top) and generated (bottom) log-mel, as an RGB array."""
+def _mel_image(reference: torch.Tensor, generated: torch.Tensor, sample_rate: int, mels: tuple | None = None):
+    """Reference (top) and generated (bottom) log-mel, as an RGB array; ``mels`` (two ``(n_mels, F)``
+    log-mels) are drawn instead of the audio's when given."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -70,8 +79,9 @@ def _mel_image(reference: torch.Tensor, generated: torch.Tensor, sample_rate: in
     cfg = MelConfig(sample_rate=sample_rate, n_fft=1024, hop_length=256, win_length=1024, n_mels=80, f_max=min(8000.0, sample_rate / 2))
     mel = MelSpectrogram(cfg)
     fig, axes = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
-    for ax, x, title in zip(axes, (reference, generated), ("reference", "generated")):
-        ax.imshow(mel(x.reshape(1, 1, -1))[0].numpy(), origin="lower", aspect="auto", vmin=np.log(cfg.log_floor), cmap="magma")
+    pictures = mels if mels is not None else [mel(x.reshape(1, 1, -1))[0] for x in (reference, generated)]
+    for ax, picture, title in zip(axes, pictures, ("reference", "generated")):
+        ax.imshow(picture.numpy(), origin="lower", aspect="auto", vmin=np.log(cfg.log_floor), cmap="magma")
         ax.set_title(title)
         ax.set_ylabel("mel band")
     axes[-1].set_xlabel("frame")

@@ -37,7 +37,8 @@ def load_task(checkpoint: str | os.PathLike, map_location: str = "cpu") -> Wavef
         raise BadInputError(path, "checkpoint was not written by a waveforge task")
     module_name, _, class_name = class_path.rpartition(".")
     task_cls = getattr(importlib.import_module(module_name), class_name)
-    return task_cls.load_from_checkpoint(path, map_location=map_location)
+    # weights_only=False as above: a DataModule's hyper-parameters (MelSettings) are pickled classes
+    return task_cls.load_from_checkpoint(path, map_location=map_location, weights_only=False)
 
 
 def export_checkpoint(checkpoint: str | os.PathLike | list, output: str | os.PathLike) -> Path:

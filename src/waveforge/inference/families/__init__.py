@@ -69,6 +69,7 @@ FAMILIES: dict[str, str] = {
     "waveglow": "waveforge.inference.families.waveglow",
     "diffwave": "waveforge.inference.families.diffwave",
     "vqvae": "waveforge.inference.families.vqvae",
+    "notes2mel": "waveforge.inference.families.notes2mel",  # notes -> mel, alone or composed with a vocoder
 }
 
 
