@@ -27,6 +27,8 @@ def _add_synthesis_options(p: argparse.ArgumentParser) -> None:
                    help="SampleRNN's generation weights: auto (default) stores them in float16 where memory "
                         "bandwidth bounds the speed (one stream), float32 otherwise")
     g.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
+    g.add_argument("--max-seconds", type=float, default=None,
+                   help="refuse inputs or outputs longer than this (default 4 hours; env WAVEFORGE_MAX_SECONDS)")
 
 
 def _options(args: argparse.Namespace, **overrides):
@@ -94,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("vocode", help="wav (analysed to mel) or .npy mel -> wav")
     p.add_argument("model", type=Path)
     p.add_argument("inputs", type=Path, nargs="+")
-    p.add_argument("-o", "--out-dir", type=Path, required=True)
+    p.add_argument("-o", "--out-dir", type=Path, required=True,
+                   help="output folder: <stem>.wav per input (<stem>-000.wav, ... for a batch of mels); never an input's own file")
+    p.add_argument("--overwrite", action="store_true", help="replace output files that already exist (default: refuse)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the model (MelGAN: 12-22%% faster; compiling takes ~40 s, ~4 s once cached on disk)")
     _add_synthesis_options(p)
@@ -225,32 +229,85 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _check_device(device: str) -> None:
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise BadInputError(None, f"--device {device!r}: {str(e).splitlines()[0][:120]}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise BadInputError(None, f"--device {device}: no CUDA GPU is available")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise BadInputError(None, f"--device {device}: only {torch.cuda.device_count()} CUDA device(s)")
+
+
+def _apply_limits(args) -> None:
+    import os
+
+    from waveforge.utils.limits import MAX_SECONDS_ENV
+
+    if getattr(args, "max_seconds", None) is not None:
+        os.environ[MAX_SECONDS_ENV] = str(args.max_seconds)
+
+
+def _vocode_outputs(inputs: list[Path], out_dir: Path, overwrite: bool) -> list[list[Path]]:
+    """Each input's output paths (several for a batch of mels), all checked before any work:
+    never an input, no two alike, none existing unless ``overwrite``."""
+    from waveforge.audio.io import check_audio_output
+    from waveforge.inference.inputs import npy_batch_size
+
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BadInputError(out_dir, "is a file; -o names the output folder")
+    plan, owner = [], {}
+    resolved_inputs = {p.resolve(): p for p in inputs if p.exists()}
+    for path in inputs:
+        batch = npy_batch_size(path) if path.suffix.lower() == ".npy" else 1
+        names = [out_dir / f"{path.stem}.wav"] if batch == 1 else [out_dir / f"{path.stem}-{i:03d}.wav" for i in range(batch)]
+        for out in names:
+            key = out.resolve()
+            if key in resolved_inputs:
+                raise BadInputError(out, f"would overwrite the input {resolved_inputs[key]}; choose another -o folder")
+            if key in owner:
+                raise BadInputError(out, f"both {owner[key]} and {path} would be written here; vocode them in separate calls or folders")
+            owner[key] = path
+            check_audio_output(out, overwrite=overwrite)
+        plan.append(names)
+    return plan
+
+
 def _cmd_vocode(args) -> int:
     import waveforge
     from waveforge.audio.io import save_audio
     from waveforge.utils.progress import progress
 
+    _check_device(args.device)
+    plan = _vocode_outputs(args.inputs, args.out_dir, args.overwrite)
     synth = waveforge.load(args.model)
     synth.model.to(args.device)
     if args.compile:
         synth.compile()
     options = _options(args)
     written = []
-    for path in progress(args.inputs, desc="vocode", unit="file"):
+    for path, outs in progress(list(zip(args.inputs, plan)), desc="vocode", unit="file"):
         audio = synth.vocode(path, options)
-        out = args.out_dir / (path.stem + ".wav")
-        save_audio(out, audio[0], synth.sample_rate)
-        written.append(str(out))
+        if audio.shape[0] != len(outs):  # a waveform batch: (B, 1, T) audio given as one file cannot happen; keep the guard
+            raise BadInputError(path, f"gave {audio.shape[0]} outputs, expected {len(outs)}")
+        for out, item in zip(outs, audio):
+            save_audio(out, item, synth.sample_rate, overwrite=args.overwrite)
+            written.append(str(out))
     print("\n".join(written))
     return 0
 
 
 def _cmd_render(args) -> int:
     import waveforge
-    from waveforge.audio.io import save_audio
+    from waveforge.audio.io import check_audio_output, save_audio
 
     from waveforge.inference.twostage import ComposedRenderer, NotesToMelSynthesizer
 
+    _check_device(args.device)
+    check_audio_output(args.output)
     synth = waveforge.load(args.model)
     synth.model.to(args.device)
     if args.compile:
@@ -270,12 +327,15 @@ def _cmd_render(args) -> int:
 
 def _cmd_sample(args) -> int:
     import waveforge
-    from waveforge.audio.io import save_audio
+    from waveforge.audio.io import check_audio_output, save_audio
 
+    _check_device(args.device)
+    outs = [args.output] if args.num == 1 else [args.output.with_name(f"{args.output.stem}-{i:03d}{args.output.suffix}") for i in range(args.num)]
+    for out in outs:
+        check_audio_output(out)
     synth = waveforge.load(args.model)
     synth.model.to(args.device)
     audio = synth.sample(args.seconds, batch_size=args.num, options=_options(args))
-    outs = [args.output] if args.num == 1 else [args.output.with_name(f"{args.output.stem}-{i:03d}{args.output.suffix}") for i in range(args.num)]
     for out, a in zip(outs, audio):
         save_audio(out, a, synth.sample_rate)
         print(out)
@@ -284,6 +344,8 @@ def _cmd_sample(args) -> int:
 
 def _load_vqvae(path: Path, device: str):
     import waveforge
+
+    _check_device(device)
 
     synth = waveforge.load(path)
     if synth.family != "vqvae":
@@ -306,7 +368,9 @@ def _cmd_encode(args) -> int:
 def _cmd_decode(args) -> int:
     from waveforge.audio.io import save_audio
     from waveforge.inference.families.vqvae import decode_codes, load_codes
+    from waveforge.audio.io import check_audio_output
 
+    check_audio_output(args.output)
     synth = _load_vqvae(args.model, args.device)
     arrays = load_codes(args.codes, synth.model, synth.sample_rate)
     if args.seed is not None:
@@ -358,21 +422,37 @@ def _cmd_bench(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "fit":
-        from waveforge.tasks.cli import run_fit
+def _terminate(signum, frame):
+    # SIGTERM (timeout, docker stop, systemd, Slurm) unwinds like Ctrl-C, so atomic writes remove their temporaries
+    raise KeyboardInterrupt
 
-        return run_fit(argv[1:])
-    args = build_parser().parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    import signal
+    import threading
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    else:
+        previous = None
     try:
+        if argv and argv[0] == "fit":
+            from waveforge.tasks.cli import run_fit
+
+            return run_fit(argv[1:])
+        args = build_parser().parse_args(argv)
+        _apply_limits(args)
         return args.func(args)
     except BadInputError as e:
-        print(f"waveforge: error: {e}", file=sys.stderr)
+        print(f"waveforge: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("waveforge: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

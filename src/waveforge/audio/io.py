@@ -13,7 +13,7 @@ import torch
 import torchaudio.functional as AF
 
 from waveforge.errors import BadInputError
-from waveforge.utils.atomic import atomic_path
+from waveforge.utils.atomic import atomic_path, check_output_path
 
 
 @dataclass(frozen=True)
@@ -109,11 +109,30 @@ def resample(audio: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor
     return AF.resample(audio, orig_rate, new_rate)
 
 
-def save_audio(path: str | os.PathLike, audio: torch.Tensor | np.ndarray, sample_rate: int, subtype: str | None = None) -> Path:
+def audio_format(path: str | os.PathLike) -> str:
+    """The soundfile format a path's suffix names (``.wav`` -> ``"WAV"``); BadInputError if none."""
+    path = Path(path)
+    fmt = path.suffix.lstrip(".").upper()
+    if fmt not in sf.available_formats():
+        known = ", ".join("." + f.lower() for f in ("WAV", "FLAC", "OGG", "AIFF"))
+        raise BadInputError(path, f"unknown audio suffix {path.suffix or '(none)'!r} (e.g. {known})")
+    return fmt
+
+
+def check_audio_output(path: str | os.PathLike, overwrite: bool = True) -> Path:
+    """Check an output audio path before the work: a known suffix and a writable place."""
+    audio_format(path)
+    return check_output_path(path, overwrite=overwrite)
+
+
+def save_audio(
+    path: str | os.PathLike, audio: torch.Tensor | np.ndarray, sample_rate: int, subtype: str | None = None, overwrite: bool = True
+) -> Path:
     """Write ``audio`` (``(T,)``, ``(1, T)`` or ``(C, T)``) atomically: a temporary file, then a rename.
 
-    Samples are clipped to [-1, 1]. The format follows the suffix (``.wav`` is 16-bit PCM unless
-    ``subtype`` says otherwise).
+    Samples are clipped to [-1, 1]; non-finite samples are refused (clipping would turn NaN into
+    full-scale DC). The format follows the suffix (``.wav`` is 16-bit PCM unless ``subtype`` says
+    otherwise). With ``overwrite=False`` an existing file is never replaced (BadInputError).
     """
     if isinstance(audio, torch.Tensor):
         audio = audio.detach().to("cpu", torch.float32).numpy()
@@ -122,13 +141,18 @@ def save_audio(path: str | os.PathLike, audio: torch.Tensor | np.ndarray, sample
         audio = audio[None]
     if audio.ndim != 2:
         raise ValueError(f"save_audio wants (T,) or (C, T), got shape {audio.shape}")
-    audio = np.clip(audio, -1.0, 1.0).T  # soundfile wants (T, C)
     path = Path(path)
-    fmt = path.suffix.lstrip(".").upper() or "WAV"
+    if not np.isfinite(audio).all():
+        raise BadInputError(path, "not written: the synthesised audio holds NaN or infinite samples (a diverged model or an extreme input)")
+    audio = np.clip(audio, -1.0, 1.0).T  # soundfile wants (T, C)
+    fmt = audio_format(path)
     if subtype is None and fmt == "WAV":
         subtype = "PCM_16"
-    with atomic_path(path) as tmp:
-        sf.write(str(tmp), audio, sample_rate, format=fmt, subtype=subtype)
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        try:
+            sf.write(str(tmp), audio, sample_rate, format=fmt, subtype=subtype)
+        except (sf.LibsndfileError, RuntimeError) as e:
+            raise BadInputError(path, f"writing failed ({_short(e)})") from None
     return path
 
 

@@ -18,7 +18,10 @@ from waveforge.errors import BadInputError
 from waveforge.features import FeatureConfig
 from waveforge.inference.families import FamilyAdapter, SynthesisOptions, chunked_synthesis, get_adapter
 from waveforge.inference.modelfile import ModelFile, read_model_file
+from waveforge.inference.validation import check_model_file
+from waveforge.inference.inputs import check_playable, check_real_array, read_npy
 from waveforge.midi.roll import PianoRollConfig, load_midi, piano_roll
+from waveforge.utils.limits import check_seconds
 
 
 class Synthesizer:
@@ -48,6 +51,7 @@ class Synthesizer:
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "Synthesizer":
         model_file = read_model_file(path)
         adapter = get_adapter(model_file.family, str(path))
+        check_model_file(str(path), adapter, model_file)
         model = adapter.build(model_file.model_config, model_file.state_dict).to(device).eval()
         if hasattr(adapter, "synthesizer_class"):  # a family with its own front end (notes2mel: two stages)
             return adapter.synthesizer_class(model)(model, adapter, model_file)
@@ -91,51 +95,69 @@ class Synthesizer:
     def vocode(self, audio_or_mel: torch.Tensor | np.ndarray | str | os.PathLike, options: SynthesisOptions | None = None) -> torch.Tensor:
         """A waveform ``(1, T)`` / ``(B, 1, T)``, a mel ``(n_mels, F)`` / ``(B, n_mels, F)``, or a path
         to an audio file or ``.npy`` mel -> ``(B, 1, F * hop)`` audio."""
-        where = None
-        if isinstance(audio_or_mel, (str, os.PathLike)):
-            where = str(audio_or_mel)
-            audio_or_mel = self._read_vocode_input(Path(audio_or_mel))
-        x = torch.as_tensor(audio_or_mel, dtype=torch.float32)
+        where = str(audio_or_mel) if isinstance(audio_or_mel, (str, os.PathLike)) else None
         if not isinstance(self.feature, MelConfig):
             raise BadInputError(where, f"this {self.family} model is conditioned on {_kind(self.feature)}; it cannot vocode mel-spectrograms")
+        if where is not None:
+            audio_or_mel = self._read_vocode_input(Path(audio_or_mel))
+        x = check_real_array(where, audio_or_mel)
         n_mels = self.feature.n_mels
         is_mel = x.dim() >= 2 and x.shape[-2] == n_mels and not (x.dim() == 3 and x.shape[1] == 1)
         if x.dim() == 2 and x.shape[0] == 1:
             is_mel = False
-        mel = self.check_mel(x if x.dim() == 3 else x.unsqueeze(0), where) if is_mel else self.mel(x)
-        return self.synthesize(mel, options)
+        if is_mel:
+            mel = self.check_mel(x if x.dim() == 3 else x.unsqueeze(0), where)
+        else:
+            if not torch.isfinite(x).all():
+                raise BadInputError(where, "audio holds NaN or infinite samples")
+            if x.shape[-1] < self.feature.n_fft:
+                raise BadInputError(where, f"audio of {x.shape[-1]} samples is shorter than one analysis window ({self.feature.n_fft} samples)")
+            check_seconds(where, x.shape[-1] / self.sample_rate)
+            mel = self.mel(x)
+        return self.synthesize(mel, options, where=where)
 
     def check_mel(self, mel: torch.Tensor, where: str | None = None) -> torch.Tensor:
-        assert isinstance(self.feature, MelConfig)
+        if not isinstance(self.feature, MelConfig):
+            raise BadInputError(where, f"this {self.family} model is conditioned on {_kind(self.feature)}; it cannot vocode mel-spectrograms")
         if mel.dim() != 3 or mel.shape[1] != self.feature.n_mels:
             bands = mel.shape[-2] if mel.dim() >= 2 else "?"
             raise BadInputError(where, f"mel has {bands} bands, but this model takes {self.feature.n_mels} (shape {tuple(mel.shape)})")
+        if mel.shape[0] == 0 or mel.shape[-1] == 0:
+            raise BadInputError(where, f"mel has no frames (shape {tuple(mel.shape)})")
         if not torch.isfinite(mel).all():
             raise BadInputError(where, "mel holds NaN or infinite values")
+        # a natural-log mel of audio within [-1, 1] cannot exceed log(window sum x bins); far above it the
+        # model saturates into full-scale output
+        ceiling = math.log(self.feature.win_length * (self.feature.n_fft // 2 + 1)) + 1.0
+        peak = float(mel.max())
+        if peak > ceiling:
+            raise BadInputError(where, f"mel values reach {peak:.3g}; a log-mel of audio within [-1, 1] stays below {ceiling:.1f} (NaN or infinite output otherwise)")
+        check_seconds(where, mel.shape[-1] * self.feature.hop_length / self.sample_rate)
         return mel
 
     def _read_vocode_input(self, path: Path) -> torch.Tensor:
         if path.suffix.lower() == ".npy":
-            try:
-                mel = torch.from_numpy(np.load(path, allow_pickle=False)).float()
-            except (ValueError, OSError, EOFError) as e:
-                raise BadInputError(path, f"not a readable .npy mel ({str(e)[:100]})") from None
+            mel = read_npy(path)
             if mel.dim() == 2:
                 mel = mel.unsqueeze(0)
             return self.check_mel(mel, str(path))
         return load_audio(path, self.sample_rate)
 
     def render(self, midi, options: SynthesisOptions | None = None) -> torch.Tensor:
-        """A MIDI path or ``PrettyMIDI`` -> ``(1, 1, T)`` audio, for piano-roll-conditioned models."""
+        """A MIDI path or ``PrettyMIDI`` -> ``(1, 1, T)`` audio, for piano-roll-conditioned models.
+
+        Notes outside the piano's A0-C8 are dropped with one warning line on stderr that counts
+        them; a file with no playable note is refused."""
         where = str(midi) if isinstance(midi, (str, os.PathLike)) else None
         if not isinstance(self.feature, PianoRollConfig):
             raise BadInputError(where, f"this {self.family} model is conditioned on {_kind(self.feature)}; it cannot render MIDI")
         if isinstance(midi, (str, os.PathLike)):
             midi = load_midi(midi)
+        check_playable(where, midi)
         roll = piano_roll(midi, self.feature)
         tail = int(math.ceil(0.5 * self.feature.frame_rate))  # half a second for the release to ring out
         roll = torch.nn.functional.pad(roll, (0, tail)).unsqueeze(0)
-        return self.synthesize(roll, options)
+        return self.synthesize(roll, options, where=where)
 
     def sample(self, seconds: float, batch_size: int = 1, options: SynthesisOptions | None = None) -> torch.Tensor:
         """Unconditional samples, ``(batch_size, 1, round(seconds * sample_rate))``."""
@@ -143,12 +165,18 @@ class Synthesizer:
             raise BadInputError(None, f"this {self.family} model is conditioned on {_kind(self.feature)}; use vocode or render")
         options = options or SynthesisOptions()
         n = int(round(seconds * self.sample_rate))
+        check_seconds(None, seconds)
         with torch.inference_mode():
-            return self.adapter.synthesize(self.model, None, n, _with_seed(dataclasses.replace(options, batch_size=batch_size)))
+            audio = self.adapter.synthesize(self.model, None, n, _with_seed(dataclasses.replace(options, batch_size=batch_size)))
+        return _finite_output(None, audio)
 
     # ----------------------------------------------------------------------------------------
-    def synthesize(self, cond: torch.Tensor, options: SynthesisOptions | None = None) -> torch.Tensor:
-        """``cond: (B, C, F)`` -> ``(B, 1, F * hop)``, chunked when the family allows it."""
+    def synthesize(self, cond: torch.Tensor, options: SynthesisOptions | None = None, where: str | None = None) -> torch.Tensor:
+        """``cond: (B, C, F)`` -> ``(B, 1, F * hop)``, chunked when the family allows it; non-finite
+        output (a diverged model, an extreme input) raises BadInputError naming ``where``."""
+        return _finite_output(where, self._synthesize(cond, options))
+
+    def _synthesize(self, cond: torch.Tensor, options: SynthesisOptions | None = None) -> torch.Tensor:
         options = options or SynthesisOptions()
         cond = cond.to(self.device)
         hop = self.hop_length
@@ -165,6 +193,12 @@ class Synthesizer:
             else:
                 pieces = chunked_synthesis(self.adapter, self.model, cond, hop, self.chunk_frames, context, options)
             return torch.cat(list(pieces), dim=-1)
+
+
+def _finite_output(where: str | None, audio: torch.Tensor) -> torch.Tensor:
+    if not torch.isfinite(audio).all():
+        raise BadInputError(where, "synthesis produced NaN or infinite samples (a diverged model or an extreme input); nothing written")
+    return audio
 
 
 def cxx_compiler_available() -> bool:
