@@ -84,7 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fit", help="train with a recipe (LightningCLI; --help lists every option)", add_help=False)
     p.set_defaults(func=None)
 
-    p = sub.add_parser("export", help="Lightning checkpoint -> .safetensors model")
+    p = sub.add_parser("export", help="Lightning checkpoint -> .safetensors model",
+                       description="Lightning checkpoint -> .safetensors model. A checkpoint is pickle, and a pickle from "
+                                   "elsewhere is code: it is read with weights_only=True and an allowlist, and only task "
+                                   "classes from waveforge.tasks are accepted, but export only checkpoints you trust. "
+                                   "Share exported models (.safetensors: no code), not checkpoints.")
     p.add_argument("checkpoint", type=Path, nargs="+",
                    help="one checkpoint; or several VQ-VAE stages trained in parallel, each part from the last that trained it")
     p.add_argument("-o", "--output", type=Path, required=True)

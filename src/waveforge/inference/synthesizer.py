@@ -18,7 +18,7 @@ from waveforge.errors import BadInputError
 from waveforge.features import FeatureConfig
 from waveforge.inference.families import FamilyAdapter, SynthesisOptions, chunked_synthesis, get_adapter
 from waveforge.inference.modelfile import ModelFile, read_model_file
-from waveforge.inference.validation import check_model_file
+from waveforge.inference.validation import build_model
 from waveforge.inference.inputs import check_playable, check_real_array, read_npy
 from waveforge.midi.roll import PianoRollConfig, load_midi, piano_roll
 from waveforge.utils.limits import check_seconds
@@ -51,8 +51,7 @@ class Synthesizer:
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> "Synthesizer":
         model_file = read_model_file(path)
         adapter = get_adapter(model_file.family, str(path))
-        check_model_file(str(path), adapter, model_file)
-        model = adapter.build(model_file.model_config, model_file.state_dict).to(device).eval()
+        model = build_model(str(path), adapter, model_file).to(device).eval()
         if hasattr(adapter, "synthesizer_class"):  # a family with its own front end (notes2mel: two stages)
             return adapter.synthesizer_class(model)(model, adapter, model_file)
         return cls(model, adapter, model_file)

@@ -1,0 +1,65 @@
+"""``waveforge render`` under bad input: unplayable notes, long files, output paths (issue 19)."""
+
+import pretty_midi
+import pytest
+
+import waveforge
+from waveforge.cli import main
+from robustness_helpers import error_lines, tiny_renderer
+
+
+@pytest.fixture(scope="module")
+def renderer(tmp_path_factory):
+    return tiny_renderer(tmp_path_factory.mktemp("renderer") / "r.safetensors")
+
+
+def _midi(path, pitches, end=0.5, resolution=220, tempo=120.0):
+    midi = pretty_midi.PrettyMIDI(resolution=resolution, initial_tempo=tempo)
+    piano = pretty_midi.Instrument(program=0)
+    for i, pitch in enumerate(pitches):
+        piano.notes.append(pretty_midi.Note(velocity=90, pitch=pitch, start=0.1 * i, end=end + 0.1 * i))
+    midi.instruments.append(piano)
+    midi.write(str(path))
+    return path
+
+
+def _refused(capsys, argv, *needles):
+    assert main([str(a) for a in argv]) == 2
+    lines, err = error_lines(capsys)
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert str(needle) in lines[0], lines[0]
+
+
+def test_a_midi_with_no_playable_note_is_refused(renderer, tmp_path, capsys, one_thread):
+    midi = _midi(tmp_path / "high.mid", [110, 115, 120, 5])
+    _refused(capsys, ["render", renderer, midi, "-o", tmp_path / "out.wav"], "high.mid", "none of the 4 notes is playable")
+    assert not (tmp_path / "out.wav").exists()
+
+
+def test_dropped_notes_are_counted_in_one_warning_line(renderer, tmp_path, capsys, one_thread):
+    midi = _midi(tmp_path / "mixed.mid", [60, 64, 120])
+    assert main(["render", str(renderer), str(midi), "-o", str(tmp_path / "out.wav")]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "1 of 3 notes" in warnings[0] and "mixed.mid" in warnings[0], warnings
+    assert waveforge.audio.audio_info(tmp_path / "out.wav").frames > 0
+
+
+def test_a_midi_longer_than_the_limit_is_refused_before_the_roll(renderer, tmp_path, capsys):
+    # one tick per beat at the slowest tempo: a few bytes that declare days of music
+    midi = _midi(tmp_path / "long.mid", [60], end=3 * 24 * 3600.0, resolution=1, tempo=4.0)
+    _refused(capsys, ["render", renderer, midi, "-o", tmp_path / "out.wav"], "long.mid", "over the limit")
+    _refused(capsys, ["render", renderer, _midi(tmp_path / "short.mid", [60], end=30.0), "-o", tmp_path / "out.wav", "--max-seconds", "10"],
+             "short.mid", "over the limit of 10 s")
+
+
+@pytest.mark.parametrize("output, needle", [("out.mp4", "unknown audio suffix"), ("out", "unknown audio suffix"), ("afile/x.wav", "is a file")])
+def test_the_output_path_is_checked_before_the_work(renderer, tmp_path, capsys, output, needle):
+    (tmp_path / "afile").write_text("x")
+    midi = _midi(tmp_path / "song.mid", [60])
+    _refused(capsys, ["render", renderer, midi, "-o", tmp_path / output], needle)
+
+
+def test_a_folder_as_output_is_refused(renderer, tmp_path, capsys):
+    (tmp_path / "dir.wav").mkdir()
+    _refused(capsys, ["render", renderer, _midi(tmp_path / "song.mid", [60]), "-o", tmp_path / "dir.wav"], "is a folder")
