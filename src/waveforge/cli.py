@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = data.add_parser("check", help="validate a MAESTRO-layout folder")
     p.add_argument("root", type=Path)
     p.add_argument("--tolerance", type=float, default=1.0, help="allowed duration mismatch in seconds (default 1)")
+    p.add_argument("--decode", action="store_true", help="also read every sample and refuse NaN or infinite ones (slower: decodes all audio)")
     p.set_defaults(func=_cmd_data_check)
     p = data.add_parser("list", help="print a split's audio (or MIDI) paths, one per line")
     p.add_argument("root", type=Path)
@@ -201,7 +202,7 @@ def _cmd_data_synth(args) -> int:
 def _cmd_data_check(args) -> int:
     from waveforge.data.check import check_dataset
 
-    summary = check_dataset(args.root, tolerance=args.tolerance, progress=True)
+    summary = check_dataset(args.root, tolerance=args.tolerance, progress=True, decode=args.decode)
     print(summary.format())
     return 0
 
@@ -426,9 +427,13 @@ def _cmd_bench(args) -> int:
     return 0
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (timeout, docker stop, systemd, Slurm), raised so it unwinds like Ctrl-C and
+    atomic writes remove their temporaries."""
+
+
 def _terminate(signum, frame):
-    # SIGTERM (timeout, docker stop, systemd, Slurm) unwinds like Ctrl-C, so atomic writes remove their temporaries
-    raise KeyboardInterrupt
+    raise Terminated
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -451,9 +456,9 @@ def main(argv: list[str] | None = None) -> int:
     except BadInputError as e:
         print(f"waveforge: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("waveforge: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        print("waveforge: terminated" if isinstance(e, Terminated) else "waveforge: interrupted", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

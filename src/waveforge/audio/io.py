@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ import torchaudio.functional as AF
 
 from waveforge.errors import BadInputError
 from waveforge.utils.atomic import atomic_path, check_output_path
+from waveforge.utils.limits import check_sample_rate, check_seconds
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
         raise BadInputError(path, f"not a readable audio file ({_short(e)})") from None
     if info.frames <= 0:
         raise BadInputError(path, "audio file holds no samples")
+    check_sample_rate(path, info.samplerate)
     return AudioInfo(int(info.samplerate), int(info.frames), int(info.channels))
 
 
@@ -88,6 +91,8 @@ def load_audio(
     """
     path = Path(path)
     info = audio_info(path)
+    wanted = info.frames - offset if frames < 0 else frames
+    check_seconds(path, wanted / info.sample_rate, "audio duration")
     try:
         data, file_rate = sf.read(str(path), start=offset, frames=frames, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as e:
@@ -102,11 +107,26 @@ def load_audio(
     return audio
 
 
+#: torchaudio's polyphase kernel holds (new / gcd) x (orig / gcd)-ish taps: past this reduced ratio
+#: (a prime rate such as 7,919 Hz) it would take gigabytes, and soxr's streaming resampler is used
+MAX_POLYPHASE_RATIO = 2000
+
+
 def resample(audio: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor:
-    """Band-limited resampling along the last axis (torchaudio's windowed sinc)."""
+    """Band-limited resampling along the last axis (torchaudio's windowed sinc; soxr for ratios
+    whose reduced form is too large for a polyphase kernel in memory)."""
     if orig_rate == new_rate:
         return audio
-    return AF.resample(audio, orig_rate, new_rate)
+    g = math.gcd(int(orig_rate), int(new_rate))
+    if max(orig_rate, new_rate) // g <= MAX_POLYPHASE_RATIO:
+        return AF.resample(audio, orig_rate, new_rate)
+    import soxr
+
+    flat = audio.reshape(-1, audio.shape[-1]).to(torch.float32).cpu().numpy()
+    out = soxr.resample(flat.T, orig_rate, new_rate, quality="HQ").T  # soxr wants (T, C)
+    length = -(-flat.shape[-1] * new_rate // orig_rate)  # torchaudio's ceil(T * new / orig), which callers rely on
+    out = np.pad(out, ((0, 0), (0, max(0, length - out.shape[-1]))))[:, :length]
+    return torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32)).reshape(*audio.shape[:-1], -1).to(audio.device)
 
 
 def audio_format(path: str | os.PathLike) -> str:
