@@ -63,3 +63,11 @@ def test_the_output_path_is_checked_before_the_work(renderer, tmp_path, capsys, 
 def test_a_folder_as_output_is_refused(renderer, tmp_path, capsys):
     (tmp_path / "dir.wav").mkdir()
     _refused(capsys, ["render", renderer, _midi(tmp_path / "song.mid", [60]), "-o", tmp_path / "dir.wav"], "is a folder")
+
+
+def test_max_seconds_applies_to_one_call_only(renderer, tmp_path, capsys):
+    import os
+
+    midi = _midi(tmp_path / "song.mid", [60], end=2.0)
+    _refused(capsys, ["render", renderer, midi, "-o", tmp_path / "out.wav", "--max-seconds", "1"], "over the limit of 1 s")
+    assert "WAVEFORGE_MAX_SECONDS" not in os.environ

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from waveforge.audio.io import save_audio, load_audio
 from waveforge.utils.atomic import sweep_stale_temps
@@ -27,6 +28,7 @@ sys.exit(cli.main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow  # a subprocess: imports torch afresh
 def test_sigterm_during_a_write_leaves_no_temporary(tmp_path):
     model = tiny_melgan(tmp_path / "m.safetensors")
     wav = write_wav(tmp_path / "in" / "song.wav")

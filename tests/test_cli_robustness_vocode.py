@@ -136,3 +136,22 @@ def test_cuda_without_a_gpu_is_one_line(model, tmp_path, capsys):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
     _refused(capsys, ["vocode", model, write_wav(tmp_path / "song.wav"), "-o", tmp_path / "out", "--device", "cuda"], "no CUDA GPU")
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_temporary(model, tmp_path, capsys, monkeypatch, one_thread):
+    import errno
+
+    import soundfile
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    song = write_wav(tmp_path / "in" / "song.wav")
+    monkeypatch.setattr(soundfile, "write", full)
+    _refused(capsys, ["vocode", model, song, "-o", tmp_path / "out"], "song.wav", "No space left")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_model_over_the_parameter_limit_is_refused_before_building(model, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("WAVEFORGE_MAX_PARAMETERS", "1000")
+    _refused(capsys, ["vocode", model, write_wav(tmp_path / "song.wav"), "-o", tmp_path / "out"], "m.safetensors", "over the limit of 1,000")

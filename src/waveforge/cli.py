@@ -14,6 +14,12 @@ from pathlib import Path
 from waveforge.errors import BadInputError
 
 
+def _add_threads_option(p) -> None:
+    p.add_argument("--threads", type=int, default=None,
+                   help="intra-op CPU threads (default: the cores not already busy, from the load average; "
+                        "env WAVEFORGE_THREADS; an explicit OMP_NUM_THREADS is respected)")
+
+
 def _add_synthesis_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("sampling")
     g.add_argument("--temperature", type=float, default=1.0, help="AR sampling temperature (default 1.0)")
@@ -27,6 +33,7 @@ def _add_synthesis_options(p: argparse.ArgumentParser) -> None:
                    help="SampleRNN's generation weights: auto (default) stores them in float16 where memory "
                         "bandwidth bounds the speed (one stream), float32 otherwise")
     g.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
+    _add_threads_option(g)
     g.add_argument("--max-seconds", type=float, default=None,
                    help="refuse inputs or outputs longer than this (default 4 hours; env WAVEFORGE_MAX_SECONDS)")
 
@@ -133,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", type=Path)
     p.add_argument("-o", "--output", type=Path, required=True, help="codes file (.npz)")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
+    _add_threads_option(p)
     p.set_defaults(func=_cmd_encode)
 
     p = sub.add_parser("decode", help="VQ-VAE codes (.npz) -> wav")
@@ -248,6 +256,7 @@ def _check_device(device: str) -> None:
 
 
 def _apply_limits(args) -> None:
+    """``--max-seconds`` for this call only (main restores the environment)."""
     import os
 
     from waveforge.utils.limits import MAX_SECONDS_ENV
@@ -363,6 +372,9 @@ def _cmd_encode(args) -> int:
     from waveforge.audio.io import load_audio
     from waveforge.inference.families.vqvae import encode_audio, save_codes
 
+    from waveforge.utils.atomic import check_output_path
+
+    check_output_path(args.output)
     synth = _load_vqvae(args.model, args.device)
     audio = load_audio(args.input, synth.sample_rate)
     save_codes(args.output, encode_audio(synth.model, audio), synth.sample_rate)
@@ -393,6 +405,9 @@ def _cmd_spectrogram(args) -> int:
     from waveforge.errors import BadInputError
     from waveforge.plots import spectrogram_png
 
+    from waveforge.utils.atomic import check_output_path
+
+    check_output_path(args.output)
     titles = args.title or [p.name for p in args.inputs]
     if len(titles) != len(args.inputs):
         raise BadInputError(args.output, f"{len(titles)} titles for {len(args.inputs)} files")
@@ -408,6 +423,10 @@ def _cmd_eval(args) -> int:
     from waveforge.evaluate import evaluate_model
     from waveforge.utils.atomic import atomic_write_text
 
+    if args.output:
+        from waveforge.utils.atomic import check_output_path
+
+        check_output_path(args.output)
     result = evaluate_model(
         args.model, args.data, split=args.split, max_pieces=args.max_pieces, seconds=args.seconds, options=_options(args),
         notes=args.notes, fluidsynth_soundfont=args.fluidsynth_soundfont,
@@ -440,7 +459,12 @@ def main(argv: list[str] | None = None) -> int:
     import signal
     import threading
 
+    import os
+
+    from waveforge.utils.limits import MAX_SECONDS_ENV
+
     argv = list(sys.argv[1:] if argv is None else argv)
+    max_seconds_before = os.environ.get(MAX_SECONDS_ENV)
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _terminate)
     else:
@@ -452,6 +476,10 @@ def main(argv: list[str] | None = None) -> int:
             return run_fit(argv[1:])
         args = build_parser().parse_args(argv)
         _apply_limits(args)
+        if hasattr(args, "threads"):
+            from waveforge.utils.threads import apply_threads
+
+            apply_threads(args.threads)
         return args.func(args)
     except BadInputError as e:
         print(f"waveforge: error: {' '.join(str(e).split())}", file=sys.stderr)
@@ -462,6 +490,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if max_seconds_before is None:
+            os.environ.pop(MAX_SECONDS_ENV, None)
+        else:
+            os.environ[MAX_SECONDS_ENV] = max_seconds_before
 
 
 if __name__ == "__main__":
