@@ -155,3 +155,22 @@ def test_a_full_disk_is_one_line_and_leaves_no_temporary(model, tmp_path, capsys
 def test_a_model_over_the_parameter_limit_is_refused_before_building(model, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("WAVEFORGE_MAX_PARAMETERS", "1000")
     _refused(capsys, ["vocode", model, write_wav(tmp_path / "song.wav"), "-o", tmp_path / "out"], "m.safetensors", "over the limit of 1,000")
+
+
+def test_a_wav_declaring_1_hz_is_refused(model, tmp_path, capsys):
+    import soundfile
+
+    soundfile.write(str(tmp_path / "slow.wav"), np.zeros(100, np.float32), 1, subtype="FLOAT")
+    _refused(capsys, ["vocode", model, tmp_path / "slow.wav", "-o", tmp_path / "out"], "slow.wav", "sample rate 1 Hz is outside")
+
+
+def test_a_prime_sample_rate_resamples_without_a_giant_kernel(tmp_path):
+    from waveforge.audio.io import MAX_POLYPHASE_RATIO, load_audio
+
+    rate = 7919  # prime: torchaudio's polyphase kernel would be 7919 x 22050 phases
+    assert rate > MAX_POLYPHASE_RATIO
+    path = write_wav(tmp_path / "prime.wav", seconds=1.0, sample_rate=rate)
+    audio = load_audio(path, 22050)[0].numpy()
+    assert audio.shape == (-(-rate * 22050 // rate),) == (22050,)
+    spectrum = np.abs(np.fft.rfft(audio * np.hanning(audio.size)))
+    assert abs(np.argmax(spectrum) * 22050 / audio.size - 440.0) <= 1.0  # the 440 Hz tone stays at 440 Hz
