@@ -1,6 +1,7 @@
 """``waveforge render`` under bad input: unplayable notes, long files, output paths (issue 19)."""
 
 import pretty_midi
+import torch
 import pytest
 
 import waveforge
@@ -71,3 +72,28 @@ def test_max_seconds_applies_to_one_call_only(renderer, tmp_path, capsys):
     midi = _midi(tmp_path / "song.mid", [60], end=2.0)
     _refused(capsys, ["render", renderer, midi, "-o", tmp_path / "out.wav", "--max-seconds", "1"], "over the limit of 1 s")
     assert "WAVEFORGE_MAX_SECONDS" not in os.environ
+
+
+def test_streamed_render_equals_the_whole_render(renderer, tmp_path, one_thread):
+    from waveforge.audio.io import load_audio, save_audio_stream
+
+    synth = waveforge.load(renderer)
+    synth.chunk_frames = 64  # several chunks for a few seconds of music
+    midi = _midi(tmp_path / "song.mid", [48, 60, 64, 67, 72], end=2.0)
+    whole = synth.render(midi)
+    pieces = list(synth.render_stream(midi))
+    assert len(pieces) > 2
+    assert torch.equal(torch.cat(pieces, dim=-1), whole)
+    path, n = save_audio_stream(tmp_path / "out.wav", synth.render_stream(midi), synth.sample_rate)
+    assert n == whole.shape[-1]
+    assert torch.allclose(load_audio(path), whole[0].clamp(-1, 1), atol=1.5 / 32768)
+
+
+def test_a_stream_that_turns_non_finite_leaves_no_file(tmp_path):
+    from waveforge.audio.io import save_audio_stream
+    from waveforge.errors import BadInputError
+
+    pieces = [torch.zeros(1, 1, 100), torch.full((1, 1, 100), float("nan"))]
+    with pytest.raises(BadInputError, match="NaN"):
+        save_audio_stream(tmp_path / "out.wav", iter(pieces), 22050)
+    assert list(tmp_path.iterdir()) == []

@@ -316,7 +316,7 @@ def _cmd_vocode(args) -> int:
 
 def _cmd_render(args) -> int:
     import waveforge
-    from waveforge.audio.io import check_audio_output, save_audio
+    from waveforge.audio.io import check_audio_output, save_audio, save_audio_stream
 
     from waveforge.inference.twostage import ComposedRenderer, NotesToMelSynthesizer
 
@@ -330,11 +330,11 @@ def _cmd_render(args) -> int:
         if args.vocoder is None and not isinstance(synth, ComposedRenderer):
             raise BadInputError(args.model, "a notes-to-mel model makes mel-spectrograms; give a mel vocoder with --vocoder VOCODER")
         audio = synth.render(args.midi, _options(args), vocoder=args.vocoder)
+        save_audio(args.output, audio[0], synth.sample_rate)
     else:
         if args.vocoder is not None:
             raise BadInputError(args.model, f"--vocoder goes with a notes-to-mel model; this is a {synth.family} model")
-        audio = synth.render(args.midi, _options(args))
-    save_audio(args.output, audio[0], synth.sample_rate)
+        save_audio_stream(args.output, synth.render_stream(args.midi, _options(args)), synth.sample_rate)  # chunk by chunk
     print(args.output)
     return 0
 

@@ -176,5 +176,36 @@ def save_audio(
     return path
 
 
+def save_audio_stream(
+    path: str | os.PathLike, pieces, sample_rate: int, subtype: str | None = None, overwrite: bool = True
+) -> tuple[Path, int]:
+    """Write mono audio that arrives as consecutive ``(..., n)`` pieces (``(1, 1, n)`` tensors),
+    each written as it comes, atomically; memory holds one piece. Returns the path and the
+    number of samples written. A non-finite piece aborts the write and leaves no file."""
+    path = Path(path)
+    fmt = audio_format(path)
+    if subtype is None and fmt == "WAV":
+        subtype = "PCM_16"
+    written = 0
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        try:
+            f = sf.SoundFile(str(tmp), "w", samplerate=sample_rate, channels=1, format=fmt, subtype=subtype)
+        except (sf.LibsndfileError, RuntimeError) as e:
+            raise BadInputError(path, f"writing failed ({_short(e)})") from None
+        with f:
+            for piece in pieces:  # synthesis runs here, between writes
+                if isinstance(piece, torch.Tensor):
+                    piece = piece.detach().to("cpu", torch.float32).numpy()
+                piece = np.asarray(piece, dtype=np.float32).reshape(-1)
+                if not np.isfinite(piece).all():
+                    raise BadInputError(path, "not written: the synthesised audio holds NaN or infinite samples")
+                try:
+                    f.write(np.clip(piece, -1.0, 1.0))
+                except (sf.LibsndfileError, RuntimeError) as e:
+                    raise BadInputError(path, f"writing failed ({_short(e)})") from None
+                written += piece.size
+    return path, written
+
+
 def _short(e: Exception) -> str:
     return str(e).strip().splitlines()[0][:160]

@@ -7,6 +7,7 @@ import math
 import os
 import shutil
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -20,7 +21,7 @@ from waveforge.inference.families import FamilyAdapter, SynthesisOptions, chunke
 from waveforge.inference.modelfile import ModelFile, read_model_file
 from waveforge.inference.validation import build_model
 from waveforge.inference.inputs import check_playable, check_real_array, read_npy
-from waveforge.midi.roll import PianoRollConfig, load_midi, piano_roll
+from waveforge.midi.roll import PianoRollConfig, load_midi, piano_roll, sustained_notes
 from waveforge.utils.limits import check_seconds
 
 
@@ -147,16 +148,27 @@ class Synthesizer:
 
         Notes outside the piano's A0-C8 are dropped with one warning line on stderr that counts
         them; a file with no playable note is refused."""
+        where, roll = self._render_roll(midi)
+        return self.synthesize(roll, options, where=where)
+
+    def render_stream(self, midi, options: SynthesisOptions | None = None) -> Iterator[torch.Tensor]:
+        """:meth:`render` as consecutive ``(1, 1, n)`` pieces, for writing as they come
+        (:func:`waveforge.audio.io.save_audio_stream`): only the roll and one chunk's audio are
+        held, not the whole output."""
+        where, roll = self._render_roll(midi)
+        return self.synthesize_stream(roll, options, where=where)
+
+    def _render_roll(self, midi) -> tuple[str | None, torch.Tensor]:
         where = str(midi) if isinstance(midi, (str, os.PathLike)) else None
         if not isinstance(self.feature, PianoRollConfig):
             raise BadInputError(where, f"this {self.family} model is conditioned on {_kind(self.feature)}; it cannot render MIDI")
         if isinstance(midi, (str, os.PathLike)):
             midi = load_midi(midi)
         check_playable(where, midi)
-        roll = piano_roll(midi, self.feature)
+        notes_end = int(math.ceil(max(n.end for n in sustained_notes(midi, self.feature.sustain)) * self.feature.frame_rate))
         tail = int(math.ceil(0.5 * self.feature.frame_rate))  # half a second for the release to ring out
-        roll = torch.nn.functional.pad(roll, (0, tail)).unsqueeze(0)
-        return self.synthesize(roll, options, where=where)
+        check_seconds(where, (notes_end + tail) / self.feature.frame_rate, "MIDI duration")
+        return where, piano_roll(midi, self.feature, n_frames=notes_end + tail).unsqueeze(0)  # built at full length: no padded copy
 
     def sample(self, seconds: float, batch_size: int = 1, options: SynthesisOptions | None = None) -> torch.Tensor:
         """Unconditional samples, ``(batch_size, 1, round(seconds * sample_rate))``."""
@@ -173,9 +185,10 @@ class Synthesizer:
     def synthesize(self, cond: torch.Tensor, options: SynthesisOptions | None = None, where: str | None = None) -> torch.Tensor:
         """``cond: (B, C, F)`` -> ``(B, 1, F * hop)``, chunked when the family allows it; non-finite
         output (a diverged model, an extreme input) raises BadInputError naming ``where``."""
-        return _finite_output(where, self._synthesize(cond, options))
+        return torch.cat(list(self.synthesize_stream(cond, options, where)), dim=-1)
 
-    def _synthesize(self, cond: torch.Tensor, options: SynthesisOptions | None = None) -> torch.Tensor:
+    def synthesize_stream(self, cond: torch.Tensor, options: SynthesisOptions | None = None, where: str | None = None) -> Iterator[torch.Tensor]:
+        """:meth:`synthesize` as consecutive ``(B, 1, n)`` pieces (one piece for families that do not chunk)."""
         options = options or SynthesisOptions()
         cond = cond.to(self.device)
         hop = self.hop_length
@@ -186,12 +199,13 @@ class Synthesizer:
         _with_seed(options)
         with torch.inference_mode():
             if context is None or n_frames <= self.chunk_frames:
-                return self.adapter.synthesize(self.model, cond, n_frames * hop, options)
-            if hasattr(self.adapter, "synthesize_chunked"):  # families whose chunks carry state
+                pieces = iter([self.adapter.synthesize(self.model, cond, n_frames * hop, options)])
+            elif hasattr(self.adapter, "synthesize_chunked"):  # families whose chunks carry state
                 pieces = self.adapter.synthesize_chunked(self.model, cond, self.chunk_frames, context, options)
             else:
                 pieces = chunked_synthesis(self.adapter, self.model, cond, hop, self.chunk_frames, context, options)
-            return torch.cat(list(pieces), dim=-1)
+            for piece in pieces:
+                yield _finite_output(where, piece)
 
 
 def _finite_output(where: str | None, audio: torch.Tensor) -> torch.Tensor:
