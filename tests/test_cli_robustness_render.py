@@ -1,5 +1,6 @@
 """``waveforge render`` under bad input: unplayable notes, long files, output paths (issue 19)."""
 
+import numpy as np
 import pretty_midi
 import torch
 import pytest
@@ -97,3 +98,33 @@ def test_a_stream_that_turns_non_finite_leaves_no_file(tmp_path):
     with pytest.raises(BadInputError, match="NaN"):
         save_audio_stream(tmp_path / "out.wav", iter(pieces), 22050)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_roll_windows_equal_the_whole_roll(tmp_path):
+    from waveforge.midi.roll import PianoRollConfig, PianoRollWindows, piano_roll
+
+    midi = pretty_midi.PrettyMIDI()
+    piano = pretty_midi.Instrument(0)
+    rng = np.random.default_rng(0)
+    for _ in range(60):  # overlapping notes, repeated keys, some out of range
+        start = float(rng.uniform(0, 4))
+        piano.notes.append(pretty_midi.Note(velocity=int(rng.integers(1, 128)), pitch=int(rng.integers(15, 115)), start=start, end=start + float(rng.uniform(0.01, 1.5))))
+    piano.control_changes.append(pretty_midi.ControlChange(64, 100, 1.0))
+    piano.control_changes.append(pretty_midi.ControlChange(64, 0, 2.5))
+    midi.instruments.append(piano)
+    config = PianoRollConfig()
+    whole = piano_roll(midi, config, n_frames=500)
+    windows = PianoRollWindows(midi, config, n_frames=500)
+    for lo, hi in [(0, 500), (0, 1), (37, 38), (100, 356), (250, 500), (499, 600)]:
+        assert torch.equal(windows[..., lo:hi][0], whole[:, lo:hi]), (lo, hi)
+
+
+def test_render_equals_synthesis_of_the_padded_roll(renderer, tmp_path, one_thread):
+    from waveforge.midi.roll import piano_roll
+
+    synth = waveforge.load(renderer)
+    synth.chunk_frames = 64
+    midi = _midi(tmp_path / "song.mid", [48, 60, 64, 67, 72], end=2.0)
+    tail = int(np.ceil(0.5 * synth.feature.frame_rate))
+    roll = torch.nn.functional.pad(piano_roll(pretty_midi.PrettyMIDI(str(midi)), synth.feature), (0, tail)).unsqueeze(0)
+    assert torch.equal(synth.render(midi), synth.synthesize(roll))

@@ -21,7 +21,7 @@ from waveforge.inference.families import FamilyAdapter, SynthesisOptions, chunke
 from waveforge.inference.modelfile import ModelFile, read_model_file
 from waveforge.inference.validation import build_model
 from waveforge.inference.inputs import check_playable, check_real_array, read_npy
-from waveforge.midi.roll import PianoRollConfig, load_midi, piano_roll, sustained_notes
+from waveforge.midi.roll import PianoRollConfig, PianoRollWindows, load_midi, sustained_notes
 from waveforge.utils.limits import check_seconds
 
 
@@ -168,7 +168,8 @@ class Synthesizer:
         notes_end = int(math.ceil(max(n.end for n in sustained_notes(midi, self.feature.sustain)) * self.feature.frame_rate))
         tail = int(math.ceil(0.5 * self.feature.frame_rate))  # half a second for the release to ring out
         check_seconds(where, (notes_end + tail) / self.feature.frame_rate, "MIDI duration")
-        return where, piano_roll(midi, self.feature, n_frames=notes_end + tail).unsqueeze(0)  # built at full length: no padded copy
+        # computed window by window as synthesis slices it: a long render never holds the whole roll
+        return where, PianoRollWindows(midi, self.feature, n_frames=notes_end + tail)
 
     def sample(self, seconds: float, batch_size: int = 1, options: SynthesisOptions | None = None) -> torch.Tensor:
         """Unconditional samples, ``(batch_size, 1, round(seconds * sample_rate))``."""
@@ -199,7 +200,8 @@ class Synthesizer:
         _with_seed(options)
         with torch.inference_mode():
             if context is None or n_frames <= self.chunk_frames:
-                pieces = iter([self.adapter.synthesize(self.model, cond, n_frames * hop, options)])
+                whole = cond if isinstance(cond, torch.Tensor) else cond[..., 0:n_frames]
+                pieces = iter([self.adapter.synthesize(self.model, whole, n_frames * hop, options)])
             elif hasattr(self.adapter, "synthesize_chunked"):  # families whose chunks carry state
                 pieces = self.adapter.synthesize_chunked(self.model, cond, self.chunk_frames, context, options)
             else:
