@@ -456,16 +456,17 @@ def _terminate(signum, frame):
 
 
 def main(argv: list[str] | None = None) -> int:
+    import os
     import signal
     import threading
-
-    import os
 
     from waveforge.utils.limits import MAX_SECONDS_ENV
 
     argv = list(sys.argv[1:] if argv is None else argv)
     max_seconds_before = os.environ.get(MAX_SECONDS_ENV)
-    if threading.current_thread() is threading.main_thread():
+    # fit is left to Lightning's own signal handling (graceful shutdown, SLURM requeue); its
+    # checkpoints are atomic either way
+    if threading.current_thread() is threading.main_thread() and argv[:1] != ["fit"]:
         previous = signal.signal(signal.SIGTERM, _terminate)
     else:
         previous = None
