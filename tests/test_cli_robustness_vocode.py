@@ -174,3 +174,33 @@ def test_a_prime_sample_rate_resamples_without_a_giant_kernel(tmp_path):
     assert audio.shape == (-(-rate * 22050 // rate),) == (22050,)
     spectrum = np.abs(np.fft.rfft(audio * np.hanning(audio.size)))
     assert abs(np.argmax(spectrum) * 22050 / audio.size - 440.0) <= 1.0  # the 440 Hz tone stays at 440 Hz
+
+
+def test_non_finite_synthesis_is_refused_and_nothing_is_written(model, tmp_path, capsys, monkeypatch, one_thread):
+    from waveforge.inference.families.melgan import MelGANAdapter
+
+    def diverged(self, model, cond, n_samples, options):
+        return torch.full((cond.shape[0], 1, n_samples), float("nan"))
+
+    monkeypatch.setattr(MelGANAdapter, "synthesize", diverged)
+    with pytest.raises(BadInputError, match="NaN or infinite"):
+        waveforge.load(model).vocode(torch.zeros(1, 4096))
+    song = write_wav(tmp_path / "in" / "song.wav")
+    _refused(capsys, ["vocode", model, song, "-o", tmp_path / "out"], "song.wav", "NaN or infinite")
+    assert not (tmp_path / "out" / "song.wav").exists()
+    from waveforge.audio.io import save_audio
+
+    with pytest.raises(BadInputError, match="NaN"):
+        save_audio(tmp_path / "direct.wav", np.full(10, np.nan), 22050)
+
+
+def test_an_unwritable_folder_is_refused_before_the_work(model, tmp_path, capsys, monkeypatch):
+    import errno
+    import tempfile
+
+    def denied(*args, **kwargs):  # what a read-only or immutable folder answers (the tests may run as root)
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    song = write_wav(tmp_path / "song.wav")
+    monkeypatch.setattr(tempfile, "mkstemp", denied)
+    _refused(capsys, ["vocode", model, song, "-o", tmp_path / "locked"], "locked", "cannot write here (Permission denied)")
