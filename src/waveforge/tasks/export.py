@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -49,8 +50,10 @@ def load_checkpoint_dict(path: Path, map_location: str = "cpu") -> dict:
             ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else "unpickling failed"
-        if "global" in str(e).lower():
-            raise BadInputError(path, f"checkpoint holds a Python object outside the allowlist, refused unread ({first[:140]})") from None
+        found = re.search(r"GLOBAL (\S+)", str(e))
+        if found or "global" in str(e).lower():
+            what = found.group(1) if found else first[:100]
+            raise BadInputError(path, f"checkpoint holds a Python object outside the allowlist ({what}), refused unread: a checkpoint is code, export only your own") from None
         raise BadInputError(path, f"not a Lightning checkpoint ({first[:100]})") from None
     except (zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as e:
         raise BadInputError(path, f"not a Lightning checkpoint ({(str(e).splitlines() or [type(e).__name__])[0][:100]})") from None
