@@ -14,6 +14,12 @@ from pathlib import Path
 from waveforge.errors import BadInputError
 
 
+def _add_threads_option(p) -> None:
+    p.add_argument("--threads", type=int, default=None,
+                   help="intra-op CPU threads (default: the cores not already busy, from the load average; "
+                        "env WAVEFORGE_THREADS; an explicit OMP_NUM_THREADS is respected)")
+
+
 def _add_synthesis_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("sampling")
     g.add_argument("--temperature", type=float, default=1.0, help="AR sampling temperature (default 1.0)")
@@ -27,6 +33,9 @@ def _add_synthesis_options(p: argparse.ArgumentParser) -> None:
                    help="SampleRNN's generation weights: auto (default) stores them in float16 where memory "
                         "bandwidth bounds the speed (one stream), float32 otherwise")
     g.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
+    _add_threads_option(g)
+    g.add_argument("--max-seconds", type=float, default=None,
+                   help="refuse inputs or outputs longer than this (default 4 hours; env WAVEFORGE_MAX_SECONDS)")
 
 
 def _options(args: argparse.Namespace, **overrides):
@@ -72,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = data.add_parser("check", help="validate a MAESTRO-layout folder")
     p.add_argument("root", type=Path)
     p.add_argument("--tolerance", type=float, default=1.0, help="allowed duration mismatch in seconds (default 1)")
+    p.add_argument("--decode", action="store_true", help="also read every sample and refuse NaN or infinite ones (slower: decodes all audio)")
     p.set_defaults(func=_cmd_data_check)
     p = data.add_parser("list", help="print a split's audio (or MIDI) paths, one per line")
     p.add_argument("root", type=Path)
@@ -82,7 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fit", help="train with a recipe (LightningCLI; --help lists every option)", add_help=False)
     p.set_defaults(func=None)
 
-    p = sub.add_parser("export", help="Lightning checkpoint -> .safetensors model")
+    p = sub.add_parser("export", help="Lightning checkpoint -> .safetensors model",
+                       description="Lightning checkpoint -> .safetensors model. A checkpoint is pickle, and a pickle from "
+                                   "elsewhere is code: it is read with weights_only=True and an allowlist, and only task "
+                                   "classes from waveforge.tasks are accepted, but export only checkpoints you trust. "
+                                   "Share exported models (.safetensors: no code), not checkpoints.")
     p.add_argument("checkpoint", type=Path, nargs="+",
                    help="one checkpoint; or several VQ-VAE stages trained in parallel, each part from the last that trained it")
     p.add_argument("-o", "--output", type=Path, required=True)
@@ -94,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("vocode", help="wav (analysed to mel) or .npy mel -> wav")
     p.add_argument("model", type=Path)
     p.add_argument("inputs", type=Path, nargs="+")
-    p.add_argument("-o", "--out-dir", type=Path, required=True)
+    p.add_argument("-o", "--out-dir", type=Path, required=True,
+                   help="output folder: <stem>.wav per input (<stem>-000.wav, ... for a batch of mels); never an input's own file")
+    p.add_argument("--overwrite", action="store_true", help="replace output files that already exist (default: refuse)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the model (MelGAN: 12-22%% faster; compiling takes ~40 s, ~4 s once cached on disk)")
     _add_synthesis_options(p)
@@ -124,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", type=Path)
     p.add_argument("-o", "--output", type=Path, required=True, help="codes file (.npz)")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
+    _add_threads_option(p)
     p.set_defaults(func=_cmd_encode)
 
     p = sub.add_parser("decode", help="VQ-VAE codes (.npz) -> wav")
@@ -193,7 +210,7 @@ def _cmd_data_synth(args) -> int:
 def _cmd_data_check(args) -> int:
     from waveforge.data.check import check_dataset
 
-    summary = check_dataset(args.root, tolerance=args.tolerance, progress=True)
+    summary = check_dataset(args.root, tolerance=args.tolerance, progress=True, decode=args.decode)
     print(summary.format())
     return 0
 
@@ -225,32 +242,86 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _check_device(device: str) -> None:
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise BadInputError(None, f"--device {device!r}: {str(e).splitlines()[0][:120]}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise BadInputError(None, f"--device {device}: no CUDA GPU is available")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise BadInputError(None, f"--device {device}: only {torch.cuda.device_count()} CUDA device(s)")
+
+
+def _apply_limits(args) -> None:
+    """``--max-seconds`` for this call only (main restores the environment)."""
+    import os
+
+    from waveforge.utils.limits import MAX_SECONDS_ENV
+
+    if getattr(args, "max_seconds", None) is not None:
+        os.environ[MAX_SECONDS_ENV] = str(args.max_seconds)
+
+
+def _vocode_outputs(inputs: list[Path], out_dir: Path, overwrite: bool) -> list[list[Path]]:
+    """Each input's output paths (several for a batch of mels), all checked before any work:
+    never an input, no two alike, none existing unless ``overwrite``."""
+    from waveforge.audio.io import check_audio_output
+    from waveforge.inference.inputs import npy_batch_size
+
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BadInputError(out_dir, "is a file; -o names the output folder")
+    plan, owner = [], {}
+    resolved_inputs = {p.resolve(): p for p in inputs if p.exists()}
+    for path in inputs:
+        batch = npy_batch_size(path) if path.suffix.lower() == ".npy" else 1
+        names = [out_dir / f"{path.stem}.wav"] if batch == 1 else [out_dir / f"{path.stem}-{i:03d}.wav" for i in range(batch)]
+        for out in names:
+            key = out.resolve()
+            if key in resolved_inputs:
+                raise BadInputError(out, f"would overwrite the input {resolved_inputs[key]}; choose another -o folder")
+            if key in owner:
+                raise BadInputError(out, f"both {owner[key]} and {path} would be written here; vocode them in separate calls or folders")
+            owner[key] = path
+            check_audio_output(out, overwrite=overwrite)
+        plan.append(names)
+    return plan
+
+
 def _cmd_vocode(args) -> int:
     import waveforge
     from waveforge.audio.io import save_audio
     from waveforge.utils.progress import progress
 
+    _check_device(args.device)
+    plan = _vocode_outputs(args.inputs, args.out_dir, args.overwrite)
     synth = waveforge.load(args.model)
     synth.model.to(args.device)
     if args.compile:
         synth.compile()
     options = _options(args)
     written = []
-    for path in progress(args.inputs, desc="vocode", unit="file"):
+    for path, outs in progress(list(zip(args.inputs, plan)), desc="vocode", unit="file"):
         audio = synth.vocode(path, options)
-        out = args.out_dir / (path.stem + ".wav")
-        save_audio(out, audio[0], synth.sample_rate)
-        written.append(str(out))
+        if audio.shape[0] != len(outs):  # a waveform batch: (B, 1, T) audio given as one file cannot happen; keep the guard
+            raise BadInputError(path, f"gave {audio.shape[0]} outputs, expected {len(outs)}")
+        for out, item in zip(outs, audio):
+            save_audio(out, item, synth.sample_rate, overwrite=args.overwrite)
+            written.append(str(out))
     print("\n".join(written))
     return 0
 
 
 def _cmd_render(args) -> int:
     import waveforge
-    from waveforge.audio.io import save_audio
+    from waveforge.audio.io import check_audio_output, save_audio, save_audio_stream
 
     from waveforge.inference.twostage import ComposedRenderer, NotesToMelSynthesizer
 
+    _check_device(args.device)
+    check_audio_output(args.output)
     synth = waveforge.load(args.model)
     synth.model.to(args.device)
     if args.compile:
@@ -259,23 +330,26 @@ def _cmd_render(args) -> int:
         if args.vocoder is None and not isinstance(synth, ComposedRenderer):
             raise BadInputError(args.model, "a notes-to-mel model makes mel-spectrograms; give a mel vocoder with --vocoder VOCODER")
         audio = synth.render(args.midi, _options(args), vocoder=args.vocoder)
+        save_audio(args.output, audio[0], synth.sample_rate)
     else:
         if args.vocoder is not None:
             raise BadInputError(args.model, f"--vocoder goes with a notes-to-mel model; this is a {synth.family} model")
-        audio = synth.render(args.midi, _options(args))
-    save_audio(args.output, audio[0], synth.sample_rate)
+        save_audio_stream(args.output, synth.render_stream(args.midi, _options(args)), synth.sample_rate)  # chunk by chunk
     print(args.output)
     return 0
 
 
 def _cmd_sample(args) -> int:
     import waveforge
-    from waveforge.audio.io import save_audio
+    from waveforge.audio.io import check_audio_output, save_audio
 
+    _check_device(args.device)
+    outs = [args.output] if args.num == 1 else [args.output.with_name(f"{args.output.stem}-{i:03d}{args.output.suffix}") for i in range(args.num)]
+    for out in outs:
+        check_audio_output(out)
     synth = waveforge.load(args.model)
     synth.model.to(args.device)
     audio = synth.sample(args.seconds, batch_size=args.num, options=_options(args))
-    outs = [args.output] if args.num == 1 else [args.output.with_name(f"{args.output.stem}-{i:03d}{args.output.suffix}") for i in range(args.num)]
     for out, a in zip(outs, audio):
         save_audio(out, a, synth.sample_rate)
         print(out)
@@ -284,6 +358,8 @@ def _cmd_sample(args) -> int:
 
 def _load_vqvae(path: Path, device: str):
     import waveforge
+
+    _check_device(device)
 
     synth = waveforge.load(path)
     if synth.family != "vqvae":
@@ -296,6 +372,9 @@ def _cmd_encode(args) -> int:
     from waveforge.audio.io import load_audio
     from waveforge.inference.families.vqvae import encode_audio, save_codes
 
+    from waveforge.utils.atomic import check_output_path
+
+    check_output_path(args.output)
     synth = _load_vqvae(args.model, args.device)
     audio = load_audio(args.input, synth.sample_rate)
     save_codes(args.output, encode_audio(synth.model, audio), synth.sample_rate)
@@ -306,7 +385,9 @@ def _cmd_encode(args) -> int:
 def _cmd_decode(args) -> int:
     from waveforge.audio.io import save_audio
     from waveforge.inference.families.vqvae import decode_codes, load_codes
+    from waveforge.audio.io import check_audio_output
 
+    check_audio_output(args.output)
     synth = _load_vqvae(args.model, args.device)
     arrays = load_codes(args.codes, synth.model, synth.sample_rate)
     if args.seed is not None:
@@ -324,6 +405,9 @@ def _cmd_spectrogram(args) -> int:
     from waveforge.errors import BadInputError
     from waveforge.plots import spectrogram_png
 
+    from waveforge.utils.atomic import check_output_path
+
+    check_output_path(args.output)
     titles = args.title or [p.name for p in args.inputs]
     if len(titles) != len(args.inputs):
         raise BadInputError(args.output, f"{len(titles)} titles for {len(args.inputs)} files")
@@ -339,6 +423,10 @@ def _cmd_eval(args) -> int:
     from waveforge.evaluate import evaluate_model
     from waveforge.utils.atomic import atomic_write_text
 
+    if args.output:
+        from waveforge.utils.atomic import check_output_path
+
+        check_output_path(args.output)
     result = evaluate_model(
         args.model, args.data, split=args.split, max_pieces=args.max_pieces, seconds=args.seconds, options=_options(args),
         notes=args.notes, fluidsynth_soundfont=args.fluidsynth_soundfont,
@@ -358,21 +446,55 @@ def _cmd_bench(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "fit":
-        from waveforge.tasks.cli import run_fit
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (timeout, docker stop, systemd, Slurm), raised so it unwinds like Ctrl-C and
+    atomic writes remove their temporaries."""
 
-        return run_fit(argv[1:])
-    args = build_parser().parse_args(argv)
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
+def main(argv: list[str] | None = None) -> int:
+    import os
+    import signal
+    import threading
+
+    from waveforge.utils.limits import MAX_SECONDS_ENV
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    max_seconds_before = os.environ.get(MAX_SECONDS_ENV)
+    # fit is left to Lightning's own signal handling (graceful shutdown, SLURM requeue); its
+    # checkpoints are atomic either way
+    if threading.current_thread() is threading.main_thread() and argv[:1] != ["fit"]:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    else:
+        previous = None
     try:
+        if argv and argv[0] == "fit":
+            from waveforge.tasks.cli import run_fit
+
+            return run_fit(argv[1:])
+        args = build_parser().parse_args(argv)
+        _apply_limits(args)
+        if hasattr(args, "threads"):
+            from waveforge.utils.threads import apply_threads
+
+            apply_threads(args.threads)
         return args.func(args)
     except BadInputError as e:
-        print(f"waveforge: error: {e}", file=sys.stderr)
+        print(f"waveforge: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("waveforge: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        print("waveforge: terminated" if isinstance(e, Terminated) else "waveforge: interrupted", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        if max_seconds_before is None:
+            os.environ.pop(MAX_SECONDS_ENV, None)
+        else:
+            os.environ[MAX_SECONDS_ENV] = max_seconds_before
 
 
 if __name__ == "__main__":

@@ -56,13 +56,33 @@ class DatasetSummary:
         return "\n".join(lines)
 
 
-def check_dataset(root: str | os.PathLike, tolerance: float = 1.0, progress: bool = True) -> DatasetSummary:
+def check_samples(path: Path, block_frames: int = 1 << 18) -> None:
+    """Decode every sample of ``path`` block by block; raise BadInputError on a NaN or infinite one."""
+    import numpy as np
+    import soundfile as sf
+
+    try:
+        with sf.SoundFile(str(path)) as f:
+            start = 0
+            for block in f.blocks(blocksize=block_frames, dtype="float32", always_2d=True):
+                bad = ~np.isfinite(block)
+                if bad.any():
+                    frame = start + int(np.argmax(bad.any(axis=1)))
+                    raise BadInputError(path, f"audio holds NaN or infinite samples (first at {frame / f.samplerate:.3f} s)")
+                start += block.shape[0]
+    except (sf.LibsndfileError, RuntimeError) as e:
+        raise BadInputError(path, f"not a readable audio file ({str(e).strip().splitlines()[0][:120]})") from None
+
+
+def check_dataset(root: str | os.PathLike, tolerance: float = 1.0, progress: bool = True, decode: bool = False) -> DatasetSummary:
     """Validate every performance under ``root``; raise BadInputError at the first problem.
 
     Args:
         root: a folder with ``maestro-v3.0.0.csv`` (or ``.json``, or a v1/v2 metadata file).
         tolerance: largest allowed ``|audio duration - metadata duration|`` in seconds.
         progress: show a bar (one step per performance).
+        decode: also read every sample and refuse NaN or infinite ones (a float WAV can hold them;
+            training would stop on that file hours in).
 
     The audio is checked from its header, plus a check that a WAV's data chunk is complete, so a
     200-hour dataset is checked without decoding 200 hours; every MIDI file is parsed.
@@ -80,6 +100,8 @@ def check_dataset(root: str | os.PathLike, tolerance: float = 1.0, progress: boo
                 record.audio_path,
                 f"audio lasts {info.duration:.3f} s but the metadata (row {record.row}) says {record.duration:.3f} s",
             )
+        if decode:
+            check_samples(record.audio_path)
         load_midi(record.midi_path)
         found[record.split].append((info, record.soundfont))
     splits = {

@@ -49,7 +49,7 @@ def _metadata_file(root: Path) -> Path:
     for name in ("maestro-v3.0.0.csv", "maestro-v3.0.0.json", "maestro-v2.0.0.json", "maestro-v1.0.0.json", "maestro-v2.0.0.csv", "maestro-v1.0.0.csv"):
         if (root / name).is_file():
             return root / name
-    found = sorted(root.glob("maestro*.csv")) + sorted(root.glob("maestro*.json"))
+    found = [p for p in sorted(root.glob("maestro*.csv")) + sorted(root.glob("maestro*.json")) if p.is_file()]
     if found:
         return found[0]
     raise BadInputError(root, "no MAESTRO metadata (maestro-v3.0.0.csv or .json) in this folder")
@@ -66,7 +66,9 @@ def read_metadata_rows(path: Path) -> list[dict]:
                     raise BadInputError(path, f"metadata is missing column(s) {', '.join(missing)}")
                 return [dict(r) for r in reader]
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, csv.Error) as e:
+    except RecursionError:  # json nests without limit; a 100,000-deep document is not metadata
+        raise BadInputError(path, "unreadable metadata (JSON nested too deeply)") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, csv.Error, OSError) as e:
         raise BadInputError(path, f"unreadable metadata ({str(e)[:120]})") from None
     if isinstance(data, list):  # v1/v2: a list of row objects
         return [dict(r) if isinstance(r, dict) else {"__bad__": r} for r in data]
@@ -120,10 +122,10 @@ class MaestroIndex:
                 raise BadInputError(meta, f"row {i}: split {r['split']!r} is not one of {', '.join(SPLITS)}")
             try:
                 year, duration = int(r["year"]), float(r["duration"])
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise BadInputError(meta, f"row {i}: malformed year {r['year']!r} or duration {r['duration']!r}") from None
-            if not duration > 0:
-                raise BadInputError(meta, f"row {i}: duration {duration} is not positive")
+            if not 0 < duration < float("inf"):
+                raise BadInputError(meta, f"row {i}: duration {duration} is not a positive finite number")
             midi = _inside(self.root, r["midi_filename"], i, "midi_filename", meta)
             audio = _inside(self.root, r["audio_filename"], i, "audio_filename", meta)
             if check_files:

@@ -73,8 +73,15 @@ def read_model_file(path: str | os.PathLike) -> ModelFile:
         raise BadInputError(path, "safetensors file has no waveforge metadata (not exported by `waveforge export`)")
     try:
         meta = json.loads(metadata[METADATA_KEY])
+        if not isinstance(meta, dict):
+            raise BadInputError(path, f"malformed waveforge metadata (a JSON {type(meta).__name__}, not an object)")
         if meta.get("format") != FORMAT_VERSION:
             raise BadInputError(path, f"model file format {meta.get('format')} is not supported (expected {FORMAT_VERSION})")
+        for key, kind in (("family", str), ("model_config", dict), ("sample_rate", int)):
+            if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
+                raise BadInputError(path, f"malformed waveforge metadata ({key!r} must be a JSON {kind.__name__}, got {meta.get(key)!r:.60})")
+        if not isinstance(meta.get("feature"), (dict, type(None))) or not isinstance(meta.get("extra", {}), dict):
+            raise BadInputError(path, "malformed waveforge metadata ('feature' and 'extra' must be JSON objects)")
         return ModelFile(
             family=meta["family"],
             model_config=meta["model_config"],

@@ -30,6 +30,7 @@ from waveforge.audio.mel import MelConfig, MelSpectrogram
 from waveforge.errors import BadInputError
 from waveforge.inference.families import SynthesisOptions
 from waveforge.inference.modelfile import ModelFile, read_model_file, save_model_file
+from waveforge.inference.inputs import check_playable
 from waveforge.inference.synthesizer import Synthesizer
 from waveforge.midi.roll import PianoRollConfig, load_midi, piano_roll
 
@@ -50,8 +51,10 @@ def check_vocoder(mel_config: MelConfig, vocoder_feature, vocoder_family: str, w
 
 def _roll_with_tail(midi, feature: PianoRollConfig) -> Tensor:
     """``(1, 264, F)``: the MIDI's roll plus half a second for the release to ring out (as ``Synthesizer.render``)."""
+    where = str(midi) if isinstance(midi, (str, os.PathLike)) else None
     if isinstance(midi, (str, os.PathLike)):
         midi = load_midi(midi)
+    check_playable(where, midi)  # unplayable notes counted, none playable refused, duration limit (as Synthesizer.render)
     roll = piano_roll(midi, feature)
     tail = int(math.ceil(0.5 * feature.frame_rate))
     return torch.nn.functional.pad(roll, (0, tail)).unsqueeze(0)

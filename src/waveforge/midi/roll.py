@@ -112,22 +112,77 @@ def piano_roll(midi: pretty_midi.PrettyMIDI | str | os.PathLike, config: PianoRo
     Frame ``f`` covers ``[f, f + 1) * hop / sample_rate`` seconds, the same span as mel frame ``f``.
     ``n_frames`` defaults to the end of the last sounding note.
     """
-    if not isinstance(midi, pretty_midi.PrettyMIDI):
-        midi = load_midi(midi)
-    notes = sustained_notes(midi, config.sustain)
-    fps = config.frame_rate
-    if n_frames is None:
-        n_frames = int(math.ceil(max((n.end for n in notes), default=0.0) * fps))
-    roll = np.zeros((3, N_KEYS, n_frames), dtype=np.float32)
-    for note in notes:
-        key = note.pitch - LOWEST_PITCH
-        if not 0 <= key < N_KEYS:
-            continue
-        first = int(math.floor(note.start * fps))
-        if first >= n_frames:
-            continue
-        last = max(first + 1, int(math.ceil(note.end * fps)))
-        roll[0, key, first] = 1.0
-        roll[1, key, first:last] = 1.0
-        roll[2, key, first:last] = note.velocity / 127.0
-    return torch.from_numpy(roll.reshape(3 * N_KEYS, n_frames))
+    roll = PianoRollWindows(midi, config, n_frames)
+    return roll.window(0, roll.n_frames)
+
+
+class PianoRollWindows:
+    """A piano roll computed window by window: ``roll[..., lo:hi]`` is ``(1, 3 * 88, hi - lo)``,
+    equal to the same frames of :func:`piano_roll`, built from the note list on demand.
+
+    Synthesis slices its conditioning chunk by chunk, so a long render never holds the whole
+    roll (264 floats per frame), only the notes.
+    """
+
+    def __init__(self, midi: pretty_midi.PrettyMIDI | str | os.PathLike, config: PianoRollConfig, n_frames: int | None = None):
+        if not isinstance(midi, pretty_midi.PrettyMIDI):
+            midi = load_midi(midi)
+        notes = sustained_notes(midi, config.sustain)
+        fps = config.frame_rate
+        if n_frames is None:
+            n_frames = int(math.ceil(max((n.end for n in notes), default=0.0) * fps))
+        self.n_frames = int(n_frames)
+        self.shape = torch.Size([1, 3 * N_KEYS, self.n_frames])
+        spans = []  # (key, first, last, velocity) in note order: a later note overwrites an earlier one's velocity
+        for note in notes:
+            key = note.pitch - LOWEST_PITCH
+            if not 0 <= key < N_KEYS:
+                continue
+            first = int(math.floor(note.start * fps))
+            if first >= self.n_frames:
+                continue
+            spans.append((key, first, max(first + 1, int(math.ceil(note.end * fps))), note.velocity / 127.0))
+        self._spans = spans
+        self._first = np.array([s[1] for s in spans], dtype=np.int64)
+        self._last = np.array([s[2] for s in spans], dtype=np.int64)
+
+    def window(self, lo: int, hi: int) -> torch.Tensor:
+        """Frames ``[lo, hi)``: ``(3 * 88, hi - lo)`` float32."""
+        lo, hi = max(0, lo), min(self.n_frames, hi)
+        roll = np.zeros((3, N_KEYS, max(0, hi - lo)), dtype=np.float32)
+        for i in np.flatnonzero((self._first < hi) & (self._last > lo)):
+            key, first, last, velocity = self._spans[i]
+            if lo <= first:
+                roll[0, key, first - lo] = 1.0
+            roll[1, key, max(first, lo) - lo : last - lo] = 1.0
+            roll[2, key, max(first, lo) - lo : last - lo] = velocity
+        return torch.from_numpy(roll.reshape(3 * N_KEYS, roll.shape[-1]))
+
+    # the slice of a (1, C, F) tensor that chunked synthesis takes, and what it asks of it
+    def __getitem__(self, index) -> torch.Tensor:
+        if not (isinstance(index, tuple) and len(index) == 2 and index[0] is Ellipsis and isinstance(index[1], slice) and index[1].step in (None, 1)):
+            raise TypeError("PianoRollWindows supports roll[..., lo:hi] only")
+        lo, hi, _ = index[1].indices(self.n_frames)
+        return self.window(lo, hi).unsqueeze(0)
+
+    def dim(self) -> int:
+        return 3
+
+    def to(self, device) -> "PianoRollWindows":
+        if torch.device(device).type != "cpu":
+            return _OnDevice(self, torch.device(device))
+        return self
+
+
+class _OnDevice:
+    def __init__(self, roll: PianoRollWindows, device: torch.device):
+        self.roll, self.device, self.shape, self.n_frames = roll, device, roll.shape, roll.n_frames
+
+    def __getitem__(self, index) -> torch.Tensor:
+        return self.roll[index].to(self.device)
+
+    def dim(self) -> int:
+        return 3
+
+    def to(self, device):
+        return self.roll.to(device)

@@ -3,25 +3,84 @@
 * The DataModule states the sample rate and features once; they are linked into the task.
 * ``trainer.default_root_dir`` is the run folder: TensorBoard logs go there, checkpoints to
   ``<run>/checkpoints`` (``last.ckpt`` every ``checkpoint_every`` steps and at each validation).
-* Pointing ``fit`` at a run folder that has ``checkpoints/last.ckpt`` resumes from it
-  (``--ckpt_path`` overrides; ``--no_resume true`` starts afresh).
+* Pointing ``fit`` at a run folder that has checkpoints resumes from the newest by global step
+  that opens (one line names any that do not; ``--ckpt_path`` overrides; ``--no_resume true``
+  starts afresh). ``last.ckpt`` is always replaced in place, never versioned as ``last-v1.ckpt``,
+  and every checkpoint is written beside its target and renamed into place
+  (:class:`AtomicCheckpointIO`): a kill during a save leaves the previous checkpoint whole.
 * Multi-GPU / multi-node is Lightning's DDP (``--trainer.devices``, ``--trainer.num_nodes``,
   SLURM or torchrun); recipe batch sizes are per device.
 """
 
 from __future__ import annotations
 
+import os
+import pickle
+import sys
+import zipfile
 from pathlib import Path
 
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy
 
+from waveforge.errors import BadInputError
+from waveforge.utils.atomic import atomic_path
 from waveforge.data.module import SegmentEpochCallback, WaveformDataModule
 from waveforge.features import feature_to_dict
 from waveforge.tasks.base import WaveformTask
 from waveforge.tasks.callbacks import AudioLogger
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temporary file beside the target, synced, then renamed over it.
+
+    Lightning's own save moves a file from ``$TMPDIR`` into place, a copy when ``$TMPDIR`` is
+    another filesystem (tmpfs, node-local scratch): a kill during the copy left ``last.ckpt``
+    empty and the previous checkpoint gone."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+
+
+def checkpoint_step(path: str | os.PathLike) -> int:
+    """The global step a checkpoint was saved at; raises BadInputError if it does not open."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(path, "no such checkpoint")
+    if not zipfile.is_zipfile(path):
+        raise BadInputError(path, f"not a readable checkpoint ({path.stat().st_size} bytes, not a torch zip archive)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as e:
+        raise BadInputError(path, f"not a readable checkpoint ({str(e).splitlines()[0][:100] if str(e) else type(e).__name__})") from None
+    if not isinstance(state, dict) or "state_dict" not in state:
+        raise BadInputError(path, "not a Lightning checkpoint (no state_dict)")
+    return int(state.get("global_step", 0))
+
+
+def newest_checkpoint(folder: Path) -> Path | None:
+    """The checkpoint in ``folder`` with the highest global step (``last.ckpt`` on ties) that opens;
+    one line on stderr for each newer one that does not."""
+    steps = []
+    broken = []
+    for path in sorted(folder.glob("*.ckpt")):
+        try:
+            steps.append((checkpoint_step(path), path.name.startswith("last"), path.stat().st_mtime, path))
+        except BadInputError as e:
+            broken.append(e)
+    for e in broken:
+        print(f"waveforge fit: skipping {e}", file=sys.stderr)
+    if not steps:
+        return None
+    return max(steps)[-1]
 
 
 class WaveforgeCLI(LightningCLI):
@@ -45,7 +104,10 @@ class WaveforgeCLI(LightningCLI):
         callbacks = list(trainer_cfg.get("callbacks") or [])
         if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
             callbacks.append(
-                ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0, every_n_train_steps=self.config["checkpoint_every"])
+                ModelCheckpoint(
+                    dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0, every_n_train_steps=self.config["checkpoint_every"],
+                    enable_version_counter=False,  # last.ckpt is replaced, never joined by an older last.ckpt and a newer last-v1.ckpt
+                )
             )
         if not any(isinstance(c, SegmentEpochCallback) for c in callbacks):
             callbacks.append(SegmentEpochCallback())
@@ -54,6 +116,11 @@ class WaveforgeCLI(LightningCLI):
         if kwargs.get("logger", trainer_cfg.get("logger")) and not any(isinstance(c, LearningRateMonitor) for c in callbacks):
             callbacks.append(LearningRateMonitor())
         kwargs["callbacks"] = callbacks
+        plugins = kwargs.get("plugins", trainer_cfg.get("plugins"))
+        plugins = [] if plugins is None else list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+        if not any(isinstance(p, TorchCheckpointIO) for p in plugins):
+            plugins.append(AtomicCheckpointIO())
+        kwargs["plugins"] = plugins
         if trainer_cfg.get("strategy") == "ddp" and not self.model.automatic_optimization:
             # GAN tasks take a discriminator and a generator backward pass per batch, each touching
             # only part of the parameters: DDP must be told to expect unused parameters.
@@ -62,11 +129,13 @@ class WaveforgeCLI(LightningCLI):
 
     def resume_checkpoint(self) -> str | None:
         if self.config.get("ckpt_path"):
-            return self.config["ckpt_path"]
-        last = self.run_dir / "checkpoints" / "last.ckpt"
-        if last.is_file() and not self.config.get("no_resume"):
-            return str(last)
-        return None
+            path = Path(self.config["ckpt_path"])
+            checkpoint_step(path)  # it must open: one line, exit 2, rather than Lightning's traceback
+            return str(path)
+        if self.config.get("no_resume"):
+            return None
+        newest = newest_checkpoint(self.run_dir / "checkpoints")
+        return None if newest is None else str(newest)
 
 
 def make_cli(argv: list[str]) -> WaveforgeCLI:
