@@ -60,11 +60,9 @@ class Synthesizer:
     def compile(self) -> "Synthesizer":
         """``torch.compile`` the model (families whose adapter allows it: MelGAN), in place; returns self.
 
-        Inductor fuses the activations and paddings into its generated C++ loops: the paper MelGAN
-        generator vocoded 12-22% faster than eager on 2 CPU cores in three runs (`waveforge bench`: ``melgan-paper/vocode-compiled``),
-        outputs equal to float32 rounding. The first call for each input length compiles: about 40 s
-        for the paper generator, 4 s once Inductor has cached the code on disk; so it pays off on
-        long inputs and in long-lived processes.
+        Inductor fuses the activations and paddings into its generated C++ loops (``waveforge bench``:
+        ``melgan-paper/vocode-compiled``); outputs equal eager mode to float32 rounding. The first call
+        for each input length compiles, so it pays off on long inputs and in long-lived processes.
         """
         if not getattr(self.adapter, "compilable", False):
             raise BadInputError(None, f"compiling is available for MelGAN models, not {self.family}")

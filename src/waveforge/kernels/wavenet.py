@@ -348,8 +348,7 @@ class _MKLPacked:
     ``cblas_sgemm_compute``), or placeholders and ``gemm == 0`` when MKL is not used.
 
     Why packed: for a few rows, BLAS's sgemm re-packs the whole weight matrix on every call; MKL's
-    packed GEMM packs it once. wavenet-small at B=32 on 2 cores: 84 GFLOP/s through OpenBLAS's
-    AVX2 kernels, against a 188 GFLOP/s GEMM peak (see ``waveforge bench``)."""
+    packed GEMM packs it once, which is what brings a batch near the GEMM peak."""
 
     _NONE = np.zeros((1, 1), np.float32)
 
@@ -380,9 +379,8 @@ class _MKLPacked:
 
 
 # model -> (key, PackedWaveNet, {(rows, MKL used): _MKLPacked}): generate() calls in a row reuse the layouts.
-# MKL's packed buffers are mostly padding, and `perf` put 2-6% of a 2,000-step batched call in
-# faulting their pages in; one A/B went from ~77,000 to ~83,000 samples/s, inside this host's
-# run-to-run spread. The key (primitives.parameter_key) changes with any in-place parameter update.
+# MKL's packed buffers are mostly padding, and faulting their pages in again on every call is
+# wasted work. The key (primitives.parameter_key) changes with any in-place parameter update.
 _PACK_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 

@@ -184,8 +184,8 @@ class DiffWave(nn.Module):
             layers = torch.addmm(self.cond_bias, up.reshape(B * T, -1), self.cond_weight)  # (B*T, L*2R)
             return DiffWaveCondition(layers=layers.view(B, T, L, R2).permute(2, 0, 1, 3).contiguous())  # (L, B, T, 2R)
         # sampling: each layer's product written straight into its slice, with no (B*T, L*2R)
-        # intermediate and no permuting copy (measured for DiffWave-base on 0.5 s of audio, 170 MB:
-        # 0.11 s against 0.16-0.19 s). out= has no autograd, hence the training path above.
+        # intermediate and no permuting copy (a permuted copy of one large product cost as much as
+        # a denoiser step). out= has no autograd, hence the training path above.
         layers = up.new_empty(L, B * T, R2)
         flat = up.reshape(B * T, -1)
         for l in range(L):

@@ -62,8 +62,7 @@ class MelGANGeneratorConfig:
     phases, and early in training the generator uses them to emit one pulse per frame: a comb at
     multiples of ``sample_rate / hop`` (86 Hz at 22.05 kHz) over the music and the silence alike.
     Nearest-neighbour upsampling has no phase-specific weights, so it cannot, and it costs fewer
-    FLOPs (its conv runs at the lower rate). Measured on the cpu recipe's generator after 1,200
-    spectral-only steps: validation MR-STFT 1.94 against 2.50, mel L1 0.82 against 1.37.
+    FLOPs (its conv runs at the lower rate).
 
     ``output``: ``"waveform"`` (the paper: a width-7 conv to one channel and tanh; the upsampling
     factors multiply to ``hop_length``) or one of two phase-integrating spectral heads, whose conv
@@ -84,11 +83,8 @@ class MelGANGeneratorConfig:
     ``hop_length``, so where its conditioning is steady (a held piano note) a waveform head's
     output repeats every hop and can hold partials only at multiples of ``sample_rate / hop``
     (86 Hz at 22.05 kHz); a partial between them lands up to 43 Hz off. A running phase sum is
-    not periodic, so each bin or oscillator advances at whatever rate the network predicts.
-    Measured on a 10 s test piece, resynthesis from the true STFT magnitudes and increments
-    scores MR-STFT 0.45 when neighbouring bins start in step and 1.16 from random starting
-    phases (Griffin-Lim from the mel: 1.44), and the first 400 spectral-only training steps of
-    the cpu recipe's generator reach validation MR-STFT 1.71 with the stft head, 1.58 with sines.
+    not periodic, so each bin or oscillator advances at whatever rate the network predicts
+    (``recipes/melgan/README.md`` gives what each head scored).
     """
 
     cond_channels: int = 80

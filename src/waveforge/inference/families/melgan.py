@@ -1,8 +1,7 @@
 """MelGAN: a feed-forward generator, so long inputs are vocoded in chunks with frame context.
 
-Inference uses the reference generator with weight norm folded: on an idle 2-core machine it ran
-the paper model at 18.7x real time against 15.2x for ``models.melgan_fast`` (which wins only when
-the cores are shared, by avoiding a barrier per op; `waveforge bench` reports both).
+Inference uses the reference generator with weight norm folded (``remove_weight_norm``): one
+convolution per layer instead of a weight recomputed on every call.
 
 A generator with a phase-integrating head (``output="stft"`` or ``"sines"``) is chunked too, but its
 phase is a running sum over the whole input: each chunk starts from the phase the previous
@@ -31,10 +30,8 @@ class MelGANAdapter:
         return model.remove_weight_norm().eval()
 
     def chunk_frames(self, model: MelGANGenerator) -> int:
-        """256 frames, or 8x the context when that is wider. The paper generator vocoding 60 s on 2
-        cores, context 8 frames: 14.1x / 14.5x / 14.4x / 6.2x real time in chunks of 128 / 256 /
-        512 / 1024 frames (with glibc's mmap threshold raised: 17.6x / 18.0x / 14.5x / 13.6x);
-        larger chunks' activations fall out of cache and are mmap'd afresh on every call."""
+        """256 frames, or 8x the context when that is wider: larger chunks' activations fall out of
+        cache and glibc maps them afresh on every call (``docs/benchmarks.md`` has the chunk sizes tried)."""
         return max(256, 8 * self.context_frames(model))
 
     def context_frames(self, model: MelGANGenerator) -> int:
