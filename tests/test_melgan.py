@@ -24,7 +24,6 @@ from waveforge.models.melgan import (
     build_discriminator,
     melgan_generator_flops,
 )
-from waveforge.models.melgan_fast import prepare_for_inference
 
 
 # tiny tensors: one intra-op thread avoids barrier stalls on a loaded 2-core machine
@@ -85,11 +84,6 @@ def test_config_round_trips_through_dict():
     assert MelGANGeneratorConfig(**config.to_dict()) == config
     with pytest.raises(ValueError, match="upsampling"):
         MelGANGeneratorConfig(upsampling="bilinear")
-
-
-def test_fast_inference_refuses_nearest_upsampling():
-    with pytest.raises(ValueError, match="transposed"):
-        prepare_for_inference(_tiny("nearest"))
 
 
 def test_nearest_upsampling_flops_count_the_lower_rate_conv():
@@ -286,86 +280,6 @@ def test_one_optimiser_step_lowers_generator_and_discriminator_losses(kind, obje
     before.backward()
     opt_g.step()
     assert g_loss().item() < before.item()
-
-
-# ---------------------------------------------------------------------------------------------
-# Fast inference path
-# ---------------------------------------------------------------------------------------------
-
-
-def _scrambled_generator(factors, seed=0):
-    """A tiny generator whose weight-norm magnitudes and biases are moved off their init values."""
-    torch.manual_seed(seed)
-    gen = MelGANGenerator(MelGANGeneratorConfig.tiny(upsample_factors=factors))
-    with torch.no_grad():
-        for name, p in gen.named_parameters():
-            if name.endswith("original0"):
-                p.mul_(torch.rand_like(p) * 0.5 + 0.75)
-            elif name.endswith("bias"):
-                p.normal_(0, 0.1)
-    return gen.eval()
-
-
-@pytest.mark.parametrize(
-    "factors,tile_bytes,workers,onednn_stages",
-    [
-        ([4, 4], 1 << 22, 1, 0),
-        ([8, 2], 2000, 3, 0),
-        ([5, 3], 2000, 2, 1),
-        ([2, 3, 2], 1 << 22, 3, 2),
-        ([4, 1, 2], 2000, 1, 1),
-        ([4, 4], 2000, 2, 2),
-    ],
-)
-def test_fast_inference_equals_reference(factors, tile_bytes, workers, onednn_stages):
-    """Tiles, chunks with context, polyphase transposed convs, fused GEMMs and the oneDNN/GEMM hand-over
-    change nothing but rounding."""
-    gen = _scrambled_generator(factors)
-    fast = prepare_for_inference(
-        gen, tile_bytes=tile_bytes, workers=workers, min_chunk_frames=4, onednn_stages=onednn_stages
-    )
-    assert len(fast.onednn_stages) == onednn_stages and len(fast.stages) == len(factors) - onednn_stages
-    threads = torch.get_num_threads()
-    for n_frames in (gen.min_frames, 9, 50):
-        cond = torch.randn(2, 80, n_frames)
-        with torch.no_grad():
-            expected = gen(cond)
-        got = fast(cond)
-        assert got.shape == expected.shape
-        assert expected.abs().max() > 0.05  # a non-trivial signal to compare
-        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
-    assert len(fast.chunks(50, workers)) == min(workers, 50 // 4)
-    assert torch.get_num_threads() == threads  # restored after a multi-worker call
-
-
-def test_fast_inference_leaves_the_generator_intact():
-    gen = _scrambled_generator([4, 4])
-    cond = torch.randn(1, 80, 6)
-    with torch.no_grad():
-        before = gen(cond)
-    fast = gen.fast_inference()
-    assert any("parametrizations" in name for name, _ in gen.named_parameters())  # still trainable as before
-    with torch.no_grad():
-        torch.testing.assert_close(gen(cond), before, rtol=0, atol=0)
-    torch.testing.assert_close(fast(cond), before, rtol=1e-4, atol=1e-5)
-    weights = list(fast.parameters())  # callers find the device with next(model.parameters())
-    assert weights and not any(w.requires_grad for w in weights)
-    with pytest.raises(ValueError, match=r"\(B, 80, F\)"):
-        fast(torch.randn(1, 81, 6))
-    with pytest.raises(ValueError, match="onednn_stages"):
-        prepare_for_inference(gen, onednn_stages=3)
-
-
-def test_fast_inference_equals_reference_paper_size():
-    torch.manual_seed(0)
-    gen = MelGANGenerator(MelGANGeneratorConfig.paper()).eval()
-    fast = prepare_for_inference(gen, workers=2, min_chunk_frames=4)
-    assert len(fast.onednn_stages) == 2  # the 256- and 128-channel stages; 64 and 32 run as GEMMs
-    cond = torch.randn(1, 80, 40)  # two chunks of 20 frames, each seeing 8 of the other's as context
-    assert fast.chunks(40, 2) == [(0, 20), (20, 40)] and fast.context_frames == 8
-    with torch.no_grad():
-        expected = gen(cond)
-    torch.testing.assert_close(fast(cond), expected, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.slow

@@ -71,7 +71,8 @@ class MelGANGeneratorConfig:
     ``hop_length / prod(upsample_factors)``) makes the audio, so the factors need only divide the
     hop (``[1, 1]``: the whole network runs at the frame rate).
 
-    * ``"stft"``: the predictions are the STFT's own bins (a phase vocoder). Each increment is
+    * ``"stft"`` (experimental: no recipe, demo or bench uses it; ``"sines"`` trains better): the
+      predictions are the STFT's own bins (a phase vocoder). Each increment is
       the bin's centre-frequency advance plus up to two bins' worth either way (``pi * tanh``);
       bin ``k`` starts at phase ``pi * k``.
     * ``"sines"``: one oscillator per bin, within one bin of its centre; its increment says its
@@ -259,7 +260,7 @@ class MelGANGenerator(nn.Module):
     Input: reflection-padded width-7 conv to ``initial_channels``. Then one :class:`UpsampleStage`
     per upsampling factor (channels halve each time), then LeakyReLU, reflection-padded width-7 conv
     to one channel, and tanh. Every conv is weight-normalised during training; call
-    :meth:`remove_weight_norm` (outputs unchanged) or :meth:`fast_inference` before deployment.
+    :meth:`remove_weight_norm` (outputs unchanged) before deployment.
     """
 
     def __init__(self, config: MelGANGeneratorConfig):
@@ -436,15 +437,6 @@ class MelGANGenerator(nn.Module):
             if parametrize.is_parametrized(module, "weight"):
                 parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
         return self
-
-    def fast_inference(self) -> nn.Module:
-        """An inference-only copy of this generator with identical outputs (float32 tolerance) that runs faster on CPU.
-
-        See :mod:`waveforge.models.melgan_fast`.
-        """
-        from waveforge.models.melgan_fast import prepare_for_inference
-
-        return prepare_for_inference(self)
 
     @property
     def receptive_field_frames(self) -> int:
