@@ -566,10 +566,10 @@ def waveglow_flops_per_sample(config: WaveGlowConfig) -> float:
 
 
 def _upsampler_flops_per_sample(c: WaveGlowConfig) -> float:
-    from waveforge.nn.upsample import _default_scales
+    from waveforge.nn.upsample import default_scales
 
     hidden = out = c.upsampled_cond_channels
-    scales = _default_scales(c.hop_length)
+    scales = default_scales(c.hop_length)
     per_frame = 2 * 3 * c.cond_channels * hidden  # pre conv at frame rate
     rate = 1  # outputs per frame after each stage
     for i, s in enumerate(scales):

@@ -22,21 +22,16 @@ from waveforge.inference.modelfile import ModelFile
 from waveforge.losses.gan import discriminator_loss, feature_matching_loss, generator_loss
 from waveforge.losses.stft import MultiResolutionSTFTLoss, log_spectral_distance_loss, mel_l1_loss
 from waveforge.models.melgan import MelGANGenerator, MelGANGeneratorConfig, build_discriminator
+from waveforge.nn.upsample import factor_hop
 from waveforge.tasks.base import WaveformTask
 
 DEFAULT_LOSS_WEIGHTS = {"adversarial": 1.0, "feature_matching": 10.0, "mel": 45.0, "mr_stft": 0.0, "dc": 0.0, "lsd": 0.0}
 
 
 def default_upsample_factors(hop_length: int) -> list[int]:
-    """Split the hop into MelGAN-like stages, largest first (256 -> [8, 8, 2, 2], 300 -> [5, 5, 3, 2, 2])."""
-    factors, rest = [], hop_length
-    for f in (8, 5, 4, 3, 2):
-        while rest % f == 0 and rest > 1 and (f != 8 or len(factors) < 2):
-            factors.append(f)
-            rest //= f
-    if rest > 1:
-        factors.append(rest)
-    return sorted(factors, reverse=True)
+    """Split the hop into MelGAN-like stages, largest first: at most two 8s, then 5s, 3s and 2s, as
+    the paper's ``[8, 8, 2, 2]`` for 256 (and 300 -> [5, 5, 3, 2, 2])."""
+    return factor_hop(hop_length, (8, 5, 3, 2), limits={8: 2})
 
 
 class GANVocoderTask(WaveformTask):
