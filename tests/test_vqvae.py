@@ -10,7 +10,7 @@ import torch
 from waveforge.cli import main
 from waveforge.inference.modelfile import ModelFile, read_model_file, save_model_file
 from waveforge.models.prior import PriorConfig, TransformerPrior
-from waveforge.models.vqvae import VectorQuantizer, VQVAEConfig, VQVAEHierarchy, VQVAELevel, VQVAELevelConfig
+from waveforge.models.vqvae import VectorQuantizer, VQVAEConfig, VQVAEHierarchy, VQVAELevel, VQVAELevelConfig, codebook_perplexity
 
 SR = 8000
 
@@ -481,3 +481,12 @@ def test_evaluate_hierarchy_reports_usage_mr_stft_and_prior_bits(tmp_path, tiny_
     capsys.readouterr()
     assert main(["eval", str(path), "--data", str(tmp_path), "--split", "test", "-o", str(tmp_path / "eval.json")]) == 0
     assert json.loads((tmp_path / "eval.json").read_text())["levels"] == result["levels"]
+
+
+def test_codebook_perplexity_counts_equally_used_codes():
+    assert float(codebook_perplexity(torch.tensor([5.0, 5.0, 5.0, 5.0, 0.0]))) == pytest.approx(4.0)
+    assert float(codebook_perplexity(torch.tensor([0, 7, 0]))) == pytest.approx(1.0)
+    assert float(codebook_perplexity(torch.zeros(8))) == 0.0
+    counts = torch.tensor([1.0, 3.0])
+    entropy = -(0.25 * np.log(0.25) + 0.75 * np.log(0.75))
+    assert float(codebook_perplexity(counts)) == pytest.approx(np.exp(entropy), rel=1e-6)

@@ -22,7 +22,7 @@ import torch
 import waveforge
 from waveforge.audio.griffinlim import griffin_lim
 from waveforge.audio.io import audio_info, load_audio
-from waveforge.audio.mel import MelConfig
+from waveforge.audio.mel import MelConfig, analysis_mel_config
 from waveforge.data.maestro import MaestroIndex
 from waveforge.errors import BadInputError
 from waveforge.inference.families import SynthesisOptions
@@ -92,7 +92,7 @@ def evaluate_model(
             "elapsed_s": round(time.perf_counter() - t0, 1),
         }
     # metrics always use one fixed mel analysis at the model's rate, whatever the model's features
-    metric_mel = MelConfig(sample_rate=synth.sample_rate, f_max=min(8000.0, synth.sample_rate / 2))
+    metric_mel = analysis_mel_config(synth.sample_rate)
     hop = feature.hop_length
     model_rows, baseline_rows = [], []
     note_rows: dict[str, list[dict[str, float]]] = {}

@@ -45,6 +45,12 @@ class MelConfig:
         return {"kind": "mel", **asdict(self)}
 
 
+def analysis_mel_config(sample_rate: int) -> MelConfig:
+    """The mel that metrics, losses and pictures compare audio with, whatever a model's own feature is:
+    the default bands up to 8 kHz, or up to Nyquist below 16 kHz."""
+    return MelConfig(sample_rate=sample_rate, f_max=min(8000.0, sample_rate / 2))
+
+
 def mel_filterbank(config: MelConfig) -> torch.Tensor:
     """Slaney-style mel filterbank, ``(n_mels, n_fft // 2 + 1)``; equals ``librosa.filters.mel``."""
     fb = AF.melscale_fbanks(

@@ -43,6 +43,14 @@ DECODERS = ("feedforward", "wavenet")
 
 
 # ================================================================ quantiser
+
+
+def codebook_perplexity(counts: torch.Tensor) -> torch.Tensor:
+    """``exp(H)`` of a code histogram ``counts: (K,)`` (any non-negative numbers): the number of
+    equally used codes with the same entropy; 0 for an empty histogram."""
+    p = counts.float() / counts.float().sum().clamp_min(1e-30)
+    return torch.exp(-(p * torch.log(p.clamp_min(1e-10))).sum()) * (counts.sum() > 0)
+
 @dataclass
 class QuantizerResult:
     """What :class:`VectorQuantizer` returns.
@@ -145,8 +153,7 @@ class VectorQuantizer(nn.Module):
         quantized = F.embedding(codes.view(b, n), self.codebook).transpose(1, 2).to(z.dtype)  # (B, D, N)
         commitment = self.beta * F.mse_loss(z, quantized.detach())
         quantized_st = z + (quantized - z).detach()  # straight-through: forward e, backward identity
-        p = counts / counts.sum()
-        perplexity = torch.exp(-(p * torch.log(p.clamp_min(1e-10))).sum())
+        perplexity = codebook_perplexity(counts)
         return QuantizerResult(quantized_st, codes.view(b, n), commitment, perplexity, usage, (counts > 0).float().mean(), restarted)
 
     @torch.no_grad()
@@ -529,6 +536,7 @@ class VQVAEHierarchy(nn.Module):
 
 
 __all__ = [
+    "codebook_perplexity",
     "FeedForwardDecoder",
     "LevelEncoder",
     "LevelOutput",

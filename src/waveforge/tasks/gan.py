@@ -17,7 +17,7 @@ from typing import Literal
 
 import torch
 
-from waveforge.audio.mel import MelConfig, MelSpectrogram
+from waveforge.audio.mel import MelConfig, MelSpectrogram, analysis_mel_config
 from waveforge.inference.modelfile import ModelFile
 from waveforge.losses.gan import discriminator_loss, feature_matching_loss, generator_loss
 from waveforge.losses.stft import MultiResolutionSTFTLoss, log_spectral_distance_loss, mel_l1_loss
@@ -102,7 +102,7 @@ class GANVocoderTask(WaveformTask):
         self.discriminator = build_discriminator(discriminator, discriminator_size)
         self.mr_stft = MultiResolutionSTFTLoss()
         # the mel term always uses a mel of the audio (also for piano-roll conditioning)
-        mel_cfg = self.feature if isinstance(self.feature, MelConfig) else MelConfig(sample_rate=sample_rate, f_max=min(8000.0, sample_rate / 2))
+        mel_cfg = self.feature if isinstance(self.feature, MelConfig) else analysis_mel_config(sample_rate)
         self.mel = MelSpectrogram(mel_cfg)
         self.register_buffer("generator_steps", torch.zeros((), dtype=torch.long))
 

@@ -40,7 +40,7 @@ from waveforge.audio.mulaw import mu_law_encode
 from waveforge.inference.modelfile import ModelFile, read_model_file
 from waveforge.losses.stft import MultiResolutionSTFTLoss
 from waveforge.models.prior import PriorConfig
-from waveforge.models.vqvae import VQVAEConfig, VQVAEHierarchy, VQVAELevelConfig
+from waveforge.models.vqvae import VQVAEConfig, VQVAEHierarchy, VQVAELevelConfig, codebook_perplexity
 from waveforge.tasks.base import WaveformTask
 
 DEFAULT_LOSS_WEIGHTS = {"l1": 1.0, "l2": 0.0, "mr_stft": 1.0, "commitment": 1.0, "nll": 1.0}
@@ -334,9 +334,8 @@ class VQVAETask(WaveformTask):
             return
         hist = self.all_gather(self._val_histogram)
         hist = hist.sum(0) if hist.dim() > 1 else hist
-        p = hist.float() / hist.sum()
         self.log("val/codebook_usage", (hist > 0).float().mean(), rank_zero_only=True)
-        self.log("val/perplexity", torch.exp(-(p * p.clamp_min(1e-10).log()).sum()), rank_zero_only=True)
+        self.log("val/perplexity", codebook_perplexity(hist), rank_zero_only=True)
 
     def configure_optimizers(self):
         hp = self.hparams

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from waveforge.errors import BadInputError
 from waveforge.inference.families import SynthesisOptions
-from waveforge.models.vqvae import VQVAEConfig, VQVAEHierarchy
+from waveforge.models.vqvae import VQVAEConfig, VQVAEHierarchy, codebook_perplexity
 from waveforge.utils.atomic import atomic_path
 
 
@@ -163,13 +163,12 @@ def evaluate_hierarchy(
     levels = []
     for level in range(n_levels):
         hist = histograms[level].float()
-        p = hist / hist.sum().clamp_min(1)
         levels.append({
             "level": level,
             "hop_length": model.config.levels[level].hop_length,
             "mr_stft": sum(distances[level]) / len(distances[level]) if distances[level] else None,
             "codebook_usage": float((hist > 0).float().mean()),
-            "perplexity": float(torch.exp(-(p * p.clamp_min(1e-10).log()).sum())),
+            "perplexity": float(codebook_perplexity(hist)),
             "prior_bits_per_code": nll_sum[level] / nll_count[level] / math.log(2) if nll_count[level] else None,
         })
     return {"model": str(model_path), "split": split, "pieces": len(records), "seconds_per_piece": seconds,
