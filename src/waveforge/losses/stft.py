@@ -10,7 +10,7 @@ The multi-resolution loss averages ``L_sc + L_mag`` over the resolutions. As a t
 (:func:`multi_resolution_stft_loss`) the Frobenius norms of ``L_sc`` run over the whole batch, as in
 Parallel WaveGAN: normalised per item, a near-silent crop (a rest, the end of a piece) has
 ``|| |S| ||_F`` close to zero, and its ``L_sc`` (and gradient) can be a hundred times everyone
-else's, which pushes the generator to make everything quiet. :func:`mr_stft_distance` is the
+else's, which pushes the generator to make everything quiet. :func:`mr_stft_loss_per_item` is the
 per-item quantity, for use as a metric on whole pieces.
 """
 
@@ -37,7 +37,7 @@ __all__ = [
     "STFTLossResult",
     "log_spectral_distance_loss",
     "mel_l1_loss",
-    "mr_stft_distance",
+    "mr_stft_loss_per_item",
     "multi_resolution_stft_loss",
     "stft_loss_terms",
 ]
@@ -141,12 +141,14 @@ def multi_resolution_stft_loss(
 
 
 @torch.no_grad()
-def mr_stft_distance(
+def mr_stft_loss_per_item(
     pred: torch.Tensor,
     target: torch.Tensor,
     resolutions: Sequence[tuple[int, int, int]] = DEFAULT_RESOLUTIONS,
 ) -> torch.Tensor:
-    """The multi-resolution STFT loss as a metric: ``(B,)`` distances (0 for identical signals)."""
+    """The multi-resolution STFT loss per item, ``(B,)`` (0 for identical signals). Arguments in the
+    losses' order, ``(pred, target)``; :func:`waveforge.metrics.mr_stft_distance` is the metric on
+    two whole signals, in the metrics' order ``(reference, generated)``."""
     return _multi_resolution_terms(pred.float(), target.float(), resolutions, None, per_item=True).total
 
 

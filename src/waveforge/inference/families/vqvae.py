@@ -123,7 +123,7 @@ def evaluate_hierarchy(
     import waveforge
     from waveforge.audio.io import audio_info, load_audio
     from waveforge.data.maestro import MaestroIndex
-    from waveforge.losses.stft import mr_stft_distance
+    from waveforge.losses.stft import mr_stft_loss_per_item
     from waveforge.utils.progress import progress
 
     synth = waveforge.load(model_path)
@@ -150,7 +150,7 @@ def evaluate_hierarchy(
             histograms[level] += torch.bincount(c.flatten(), minlength=histograms[level].numel())
             if model.config.levels[level].decoder == "feedforward":
                 above = codes[level + 1] if level < model.top_level else None
-                distances[level].append(float(mr_stft_distance(model.decode(c, level, above_codes=above), audio)[0]))
+                distances[level].append(float(mr_stft_loss_per_item(model.decode(c, level, above_codes=above), audio)[0]))
             prior = model.prior(level)
             context, ratio = prior.config.context, prior.config.cond_ratio
             for start in range(0, c.shape[-1], context):
