@@ -39,7 +39,7 @@ from waveforge.data.maestro import MaestroIndex, MaestroRecord
 from waveforge.errors import BadInputError
 from waveforge.features import FeatureConfig
 from waveforge.midi.roll import N_KEYS, PianoRollConfig, load_midi, piano_roll
-from waveforge.utils.progress import progress
+from waveforge.utils.progress import progress as progress_bar
 
 # Exactly the float32 values piano_roll writes for velocity v (float32(v / 127.0)), so a packed
 # roll unpacks bit-for-bit.
@@ -136,9 +136,9 @@ class _SplitDataset(Dataset):
     def cond_channels(self) -> int:
         return 0 if self.feature is None else self.feature.channels
 
-    def prepare(self, show_progress: bool = False) -> None:
+    def prepare(self, progress: bool = False) -> None:
         """Create every missing resample-cache entry now (instead of lazily in the workers)."""
-        for piece in progress(range(len(self.pieces)), desc=f"resampling to {self.sample_rate} Hz", enabled=show_progress):
+        for piece in progress_bar(range(len(self.pieces)), desc=f"resampling to {self.sample_rate} Hz", enabled=progress):
             self.audio_path(piece)
 
     def audio_path(self, piece: int) -> Path:

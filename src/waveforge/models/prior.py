@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from waveforge.nn.sampling import sample_categorical
-from waveforge.utils.progress import progress
+from waveforge.utils.progress import progress as progress_bar
 
 
 @dataclass
@@ -206,7 +206,7 @@ class TransformerPrior(nn.Module):
         batch_size: int = 1,
         temperature: float = 1.0,
         top_p: float = 1.0,
-        show_progress: bool = False,
+        progress: bool = False,
         desc: str = "prior",
         generator: torch.Generator | None = None,
         threads: int | None = 1,
@@ -224,11 +224,11 @@ class TransformerPrior(nn.Module):
         if threads is not None and self.head.weight.device.type == "cpu":
             torch.set_num_threads(threads)
         try:
-            return self._generate(n_tokens, cond, batch_size, temperature, top_p, show_progress, desc, generator)
+            return self._generate(n_tokens, cond, batch_size, temperature, top_p, progress, desc, generator)
         finally:
             torch.set_num_threads(previous_threads)
 
-    def _generate(self, n_tokens, cond, batch_size, temperature, top_p, show_progress, desc, generator) -> torch.Tensor:
+    def _generate(self, n_tokens, cond, batch_size, temperature, top_p, progress, desc, generator) -> torch.Tensor:
         c = self.config
         if cond is not None:
             batch_size = cond.shape[0]
@@ -239,7 +239,7 @@ class TransformerPrior(nn.Module):
         device = self.head.weight.device
         tokens = torch.empty(batch_size, n_tokens, dtype=torch.long, device=device)
         window_start, cache, cond_vecs = 0, None, None
-        for t in progress(range(n_tokens), desc=desc, total=n_tokens, unit="code", enabled=show_progress):
+        for t in progress_bar(range(n_tokens), desc=desc, total=n_tokens, unit="code", enabled=progress):
             if cache is None or cache.length == c.context:
                 if cache is not None:
                     window_start = t - c.context // 2

@@ -365,10 +365,10 @@ class VQVAELevel(nn.Module):
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor, above: torch.Tensor | None = None, temperature: float = 1.0, top_p: float = 1.0,
-               show_progress: bool = False) -> torch.Tensor:
+               progress: bool = False) -> torch.Tensor:
         vectors = self._decoder_input(self.quantizer.decode(codes), above)  # (B, D [+ D'], N)
         if isinstance(self.decoder, WaveNet):
-            return self.decoder.generate(cond=vectors, temperature=temperature, top_p=top_p, progress=show_progress)
+            return self.decoder.generate(cond=vectors, temperature=temperature, top_p=top_p, progress=progress)
         return self.decoder(vectors)
 
 
@@ -493,11 +493,11 @@ class VQVAEHierarchy(nn.Module):
         return [level.encode(audio) for level in self.levels]
 
     @torch.no_grad()
-    def decode(self, codes: torch.Tensor, level: int, temperature: float = 1.0, top_p: float = 1.0, show_progress: bool = False,
+    def decode(self, codes: torch.Tensor, level: int, temperature: float = 1.0, top_p: float = 1.0, progress: bool = False,
                above_codes: torch.Tensor | None = None) -> torch.Tensor:
         """Codes of ``level`` ``(B, N)`` (and, for a conditioned level, of ``level + 1``
         ``(B, N / ratio)``) -> audio ``(B, 1, N * hop_level)``."""
-        return self.levels[level].decode(codes, self.above_vectors(level, above_codes), temperature, top_p, show_progress)
+        return self.levels[level].decode(codes, self.above_vectors(level, above_codes), temperature, top_p, progress)
 
     @torch.no_grad()
     def sample_codes(
@@ -507,7 +507,7 @@ class VQVAEHierarchy(nn.Module):
         temperature: float = 1.0,
         top_p: float = 1.0,
         bottom_level: int = 0,
-        show_progress: bool = False,
+        progress: bool = False,
         generator: torch.Generator | None = None,
     ) -> list[torch.Tensor]:
         """Top-down ancestral sampling of codes; returns ``[codes of bottom_level, ..., codes of top]``,
@@ -515,23 +515,23 @@ class VQVAEHierarchy(nn.Module):
         top = self.top_level
         n_top = max(1, math.ceil(n_samples / self.hop_multiple))
         codes = self.top_prior.generate(n_top, batch_size=batch_size, temperature=temperature, top_p=top_p,
-                                        show_progress=show_progress, desc=f"level {top} prior", generator=generator)
+                                        progress=progress, desc=f"level {top} prior", generator=generator)
         out = [codes]
         for level in range(top - 1, bottom_level - 1, -1):
             upsampler = self.upsamplers[level]
             n_tokens = codes.shape[-1] * upsampler.config.cond_ratio
             codes = upsampler.generate(n_tokens, cond=codes, temperature=temperature, top_p=top_p,
-                                       show_progress=show_progress, desc=f"level {level} upsampler", generator=generator)
+                                       progress=progress, desc=f"level {level} upsampler", generator=generator)
             out.append(codes)
         return out[::-1]
 
     @torch.no_grad()
     def sample(self, n_samples: int, batch_size: int = 1, temperature: float = 1.0, top_p: float = 1.0,
-               show_progress: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+               progress: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
         """Top prior -> upsamplers -> level-0 decoder: ``(batch_size, 1, n_samples)``."""
-        codes = self.sample_codes(n_samples, batch_size, temperature, top_p, 0, show_progress, generator)
+        codes = self.sample_codes(n_samples, batch_size, temperature, top_p, 0, progress, generator)
         above = codes[1] if len(codes) > 1 else None
-        audio = self.decode(codes[0], 0, temperature, top_p, show_progress, above_codes=above)
+        audio = self.decode(codes[0], 0, temperature, top_p, progress, above_codes=above)
         return audio[..., :n_samples]
 
 

@@ -35,7 +35,7 @@ class VQVAEAdapter:
         """Top prior -> upsamplers -> level-0 decoder, a progress bar per level: ``(batch_size, 1, n_samples)``."""
         if cond is not None:
             raise ValueError("a VQ-VAE hierarchy is unconditional")
-        return model.sample(n_samples, options.batch_size, options.temperature, options.top_p, show_progress=options.progress)
+        return model.sample(n_samples, options.batch_size, options.temperature, options.top_p, progress=options.progress)
 
 
 ADAPTER = VQVAEAdapter()
@@ -107,7 +107,7 @@ def decode_codes(model: VQVAEHierarchy, arrays: dict[str, np.ndarray], level: in
         ratio = model.levels[level].above_ratio
         if above.shape[-1] * ratio != codes.shape[-1]:
             raise BadInputError(None, f"codes_{level + 1} has {above.shape[-1]} codes; level {level}'s {codes.shape[-1]} need {codes.shape[-1] / ratio:g}")
-    audio = model.decode(codes, level, options.temperature, options.top_p, show_progress=options.progress, above_codes=above)
+    audio = model.decode(codes, level, options.temperature, options.top_p, progress=options.progress, above_codes=above)
     n = int(arrays["n_samples"]) if "n_samples" in arrays else audio.shape[-1]
     return audio[..., :n]
 
