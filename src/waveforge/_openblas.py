@@ -7,7 +7,8 @@ the library loads, from the CPU's family and model; OpenBLAS 0.3.30 does not kno
 GEMM rate of its AVX-512 ("SkylakeX") kernels (``docs/benchmarks.md``).
 
 OpenBLAS reads ``OPENBLAS_CORETYPE`` when it loads, so :func:`choose_core` must run before NumPy or
-SciPy is imported; ``waveforge/__init__.py`` calls it first. It never overrides a value the user set,
+SciPy is imported. Importing waveforge changes no environment variable: the ``waveforge`` command
+(``cli.main``) and ``waveforge bench`` (``bench.run_benchmarks``) call it first. It never overrides a value the user set,
 and it sets "SkylakeX" only where the CPU has every AVX-512 subset that those kernels use (forcing
 them elsewhere would stop the process with an illegal instruction). Intel CPUs are left alone:
 OpenBLAS recognises them, and picks newer kernels than SkylakeX where they exist.

@@ -122,6 +122,9 @@ def bench_gemm(ctx: BenchContext) -> Iterator[dict]:
 
 
 def run_benchmarks(only: list[str] | None = None, quick: bool = False, table: bool = True) -> list[dict]:
+    from waveforge import _openblas
+
+    _openblas.choose_core()  # for SciPy's OpenBLAS, loaded with the kernels; the re-executed process has it from the start
     if not all(os.environ.get(k) == v for k, v in _MALLOC_ENV.items()) and os.environ.get("WAVEFORGE_BENCH_NO_REEXEC") != "1":
         # re-run ourselves with the allocator settings in place (they must be set before start-up)
         env = {**os.environ, **_MALLOC_ENV, "WAVEFORGE_BENCH_NO_REEXEC": "1"}

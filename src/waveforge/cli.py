@@ -460,8 +460,10 @@ def main(argv: list[str] | None = None) -> int:
     import signal
     import threading
 
+    from waveforge import _openblas
     from waveforge.utils.limits import MAX_SECONDS_ENV
 
+    _openblas.choose_core()  # before NumPy / SciPy load OpenBLAS, which picks its kernels then
     argv = list(sys.argv[1:] if argv is None else argv)
     max_seconds_before = os.environ.get(MAX_SECONDS_ENV)
     # fit is left to Lightning's own signal handling (graceful shutdown, SLURM requeue); its
