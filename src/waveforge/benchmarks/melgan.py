@@ -4,7 +4,7 @@
 loaded with :func:`waveforge.load`, and ``Synthesizer.synthesize`` on a random 80-band mel (in the
 adapter's chunks with their context). ``max_abs_diff`` is its largest difference from one
 whole-input pass of the plain module. FLOPs are counted analytically
-(:func:`waveforge.models.melgan.melgan_generator_flops`). ``melgan-paper/vocode-compiled`` is the
+(:func:`melgan_generator_flops`). ``melgan-paper/vocode-compiled`` is the
 same after ``Synthesizer.compile()`` (``waveforge vocode --compile``, opt-in).
 ``melgan-cpu-sines/vocode`` is the cpu recipe's generator (frame rate, sines head; its FLOPs count
 the convolutions and the inverse FFTs, not the oscillators' lobes), also through the Synthesizer.
@@ -19,6 +19,7 @@ barrier count as busy, as they should.
 
 from __future__ import annotations
 
+import math
 import tempfile
 import time
 from pathlib import Path
@@ -30,9 +31,36 @@ import waveforge
 from waveforge.audio.mel import MelConfig
 from waveforge.bench import BenchContext, register, time_median
 from waveforge.inference.modelfile import ModelFile, save_model_file
-from waveforge.models.melgan import MelGANGenerator, MelGANGeneratorConfig, melgan_generator_flops
+from waveforge.models.melgan import MelGANGenerator, MelGANGeneratorConfig, transposed_conv_geometry
 
 SAMPLE_RATE = 22050
+
+
+def melgan_generator_flops(config: MelGANGeneratorConfig, n_frames: int) -> float:
+    """Multiply-adds x 2 of the generator's convolutions for ``n_frames`` input frames (no bias/activation terms).
+
+    A transposed conv with kernel ``k`` and stride ``r`` does ``C_in * C_out * k`` MACs per input
+    sample, i.e. ``C_in * C_out * k / r`` per output sample; nearest-neighbour upsampling's width-3
+    conv does ``3 C_in C_out`` per input sample.
+    """
+    c = config
+    macs = c.cond_channels * c.initial_channels * c.input_kernel_size * n_frames
+    channels, length = c.initial_channels, n_frames
+    for factor in c.upsample_factors:
+        k = 3 if c.upsampling == "nearest" else transposed_conv_geometry(factor)[0]
+        out_channels = channels // 2
+        macs += channels * out_channels * k * length
+        length *= factor
+        per_unit = out_channels * out_channels * (c.residual_kernel_size + 1 + 1)
+        macs += len(c.residual_dilations) * per_unit * length
+        channels = out_channels
+    if c.output == "waveform":
+        macs += channels * 1 * c.output_kernel_size * length
+        return 2.0 * macs
+    n_bins = c.n_fft // 2 + 1
+    macs += channels * 2 * n_bins * c.output_kernel_size * length
+    # the inverse real FFT per frame, at the usual 2.5 N log2 N real operations
+    return 2.0 * macs + 2.5 * c.n_fft * math.log2(c.n_fft) * length
 
 
 def _core_gemm_peak_gflops(n: int = 1024, repeats: int = 7) -> float:

@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from waveforge.audio.mel import MelSpectrogram, stft_magnitude
+from waveforge.audio.mel import MelSpectrogram
+from waveforge.audio.stft import stft_magnitude
 
 #: (n_fft, hop_length, win_length) for the three default resolutions.
 DEFAULT_RESOLUTIONS: tuple[tuple[int, int, int], ...] = ((512, 128, 512), (1024, 256, 1024), (2048, 512, 2048))

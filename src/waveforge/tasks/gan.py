@@ -21,7 +21,8 @@ from waveforge.audio.mel import MelConfig, MelSpectrogram, analysis_mel_config
 from waveforge.inference.modelfile import ModelFile
 from waveforge.losses.gan import discriminator_loss, feature_matching_loss, generator_loss
 from waveforge.losses.stft import MultiResolutionSTFTLoss, log_spectral_distance_loss, mel_l1_loss
-from waveforge.models.melgan import MelGANGenerator, MelGANGeneratorConfig, build_discriminator
+from waveforge.models.discriminators import build_discriminator
+from waveforge.models.melgan import MelGANGenerator, MelGANGeneratorConfig
 from waveforge.nn.upsample import factor_hop
 from waveforge.tasks.base import WaveformTask
 

@@ -50,15 +50,15 @@ class MelGANAdapter:
             yield from chunked_synthesis(self, model, cond, hop, chunk_frames, context, options)
             return
         rate = math.prod(model.config.upsample_factors)  # stft frames per conditioning frame
-        phase_before_start = model.bin_start.double().expand(cond.shape[0], -1)  # (B, K): the phase before frame `start`
+        phase_before_start = model.head.bin_start.double().expand(cond.shape[0], -1)  # (B, K): the phase before frame `start`
         for start in range(0, n_frames, chunk_frames):
             stop = min(start + chunk_frames, n_frames)
             lo, hi = max(0, start - context), min(n_frames, stop + context)
             log_magnitude, increments = model.spectral_frames(_long_enough(model, cond[..., lo:hi]))
             summed = increments.double().cumsum(dim=-1)  # (B, K, L): phase advance from frame lo
             before_lo = phase_before_start - (summed[..., (start - lo) * rate - 1] if start > lo else 0.0)
-            phase = model.integrate_phase(increments, start=before_lo)
-            audio = model.frames_to_audio(log_magnitude, increments, phase)
+            phase = model.head.integrate_phase(increments, start=before_lo)
+            audio = model.head.synthesize(log_magnitude, increments, phase)
             yield audio[..., (start - lo) * hop : (stop - lo) * hop].clamp(-1.0, 1.0)
             phase_before_start = (before_lo + summed[..., (stop - lo) * rate - 1]).remainder(2 * math.pi)
 
