@@ -51,17 +51,20 @@ def test_prepared_conditioning_equals_the_raw_path_and_inference_equals_training
     reference = model(x, c_noise, cond)  # grad enabled: out-of-place path, per-layer projection of u
     uncond = _model(cond_channels=0)
     uncond_reference = uncond(x, c_noise)
-    with torch.inference_mode():  # in-place path
-        for precompute in (True, False):
-            for block_rows in (None, 24):  # whole signal; time blocks (64 = 24 + 24 + 16)
-                model.inference_block_rows = block_rows
-                prepared = model.prepare(cond, precompute_layers=precompute)
-                assert (prepared.layers is not None) == precompute
-                torch.testing.assert_close(model(x, c_noise, prepared), reference, rtol=1e-12, atol=1e-12)
-        for block_rows in (None, 7):
-            uncond.inference_block_rows = block_rows
-            torch.testing.assert_close(uncond(x, c_noise), uncond_reference, rtol=1e-12, atol=1e-12)
+    for precompute in (True, False):  # the explicit sampling pass (in place), with or without autograd around it
+        for block_rows in (None, 24):  # whole signal; time blocks (64 = 24 + 24 + 16)
+            model.inference_block_rows = block_rows
+            prepared = model.prepare(cond, precompute_layers=precompute, sampling=True)
+            assert (prepared.layers is not None) == precompute
+            torch.testing.assert_close(model.sampling_pass(x, c_noise, prepared), reference, rtol=1e-12, atol=1e-12)
+            torch.testing.assert_close(model.for_sampling()(x, c_noise, cond), reference, rtol=1e-12, atol=1e-12)
+    for block_rows in (None, 7):
+        uncond.inference_block_rows = block_rows
+        torch.testing.assert_close(uncond.sampling_pass(x, c_noise), uncond_reference, rtol=1e-12, atol=1e-12)
+    with torch.no_grad():  # forward is the training pass whatever the grad mode
+        torch.testing.assert_close(model(x, c_noise, cond), reference, rtol=1e-12, atol=1e-12)
     assert reference.abs().max() > 1e-3
+    assert model.sampling_pass(x, c_noise, cond).grad_fn is None and reference.grad_fn is not None
 
 
 def test_condition_noise_level_and_null_condition_change_the_output():
