@@ -432,7 +432,7 @@ def test_spectral_heads_chunked_synthesis_carries_the_phase(head):
     assert context >= gen.receptive_field_frames
     with torch.no_grad():
         whole = ADAPTER.synthesize(gen, cond, 300 * 16, options)
-        chunked = torch.cat(list(ADAPTER.synthesize_chunked(gen, cond, 64, context, options)), dim=-1)
+        chunked = torch.cat(list(ADAPTER.synthesize_chunked(gen, cond, gen.hop_length, 64, context, options)), dim=-1)
     assert whole.shape == chunked.shape == (1, 1, 300 * 16)
     assert whole.abs().max() > 1e-2
     torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-5)

@@ -73,7 +73,7 @@ def evaluate_model(
         result = evaluate_mel_stage(synth, data_root, split, max_pieces, seconds, options, griffin_lim_iters, transcriber, fluidsynth_soundfont)
         return {"model": str(Path(model)), **result}
     feature = synth.feature
-    has_likelihood = hasattr(synth.adapter, "log_likelihood")
+    has_likelihood = synth.adapter.likelihood_kind(synth.model) is not None
     if feature is None and not has_likelihood:
         raise BadInputError(model, "eval compares conditioned synthesis with a baseline; this model is unconditional and has no likelihood (use `waveforge sample`)")
     index = MaestroIndex(data_root)

@@ -30,6 +30,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
+from waveforge.losses.flow import FlowNLL, flow_nll
 from waveforge.nn.upsample import ConditionUpsampler
 
 
@@ -338,6 +339,16 @@ class WaveGlow(nn.Module):
             x = torch.cat([x_a, x_b], dim=1)
         z = torch.cat(early + [x], dim=1)  # (B, n_group, T_g)
         return FlowOutput(z=z, log_det=log_det)
+
+    def nll(self, audio: torch.Tensor, cond: torch.Tensor) -> FlowNLL:
+        """The training objective: the exact negative log-likelihood per audio sample, with its terms
+        (:func:`waveforge.losses.flow.flow_nll` under this model's prior ``N(0, sigma^2)``)."""
+        out = self(audio, cond)
+        return flow_nll(out.z, out.log_det, sigma=self.config.sigma)
+
+    def log_prob(self, audio: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """``log p(audio | cond)`` in nats, a density, summed per item: ``audio (B, 1, T)`` -> ``(B,)`` float64."""
+        return self.nll(audio, cond).log_prob
 
     def reverse(self, z: torch.Tensor, cond: torch.Tensor, backend: str = "reference") -> torch.Tensor:
         """Exact inverse of :meth:`forward`: ``z (B, n_group, T_g)``, ``cond (B, C, F)`` -> ``(B, 1, T_g * n_group)``.

@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from waveforge import kernels
-from waveforge.audio.mulaw import mu_law_decode
-from waveforge.losses.logistic import discretized_mix_logistic_loss, sample_mix_logistic
+from waveforge.audio.mulaw import mu_law_decode, mu_law_encode
+from waveforge.losses.logistic import discretized_mix_logistic_log_prob, sample_mix_logistic
 from waveforge.nn.causal import ConvQueue, GatedResidualBlock
 from waveforge.nn.sampling import sample_categorical
 from waveforge.nn.upsample import ConditionUpsampler
@@ -213,11 +213,28 @@ class WaveNet(nn.Module):
             skip_sum = skip_sum + skip  # (B, skip, T)
         return self.head_out(F.relu(self.head_hidden(F.relu(skip_sum))))
 
+    def targets(self, audio: torch.Tensor) -> torch.Tensor:
+        """What the model predicts for ``audio (B, 1, T)`` in [-1, 1]: mu-law classes ``(B, T)``, or the audio itself."""
+        if self.config.output == "mulaw":
+            return mu_law_encode(audio[:, 0], self.config.mu_law_bits)
+        return audio
+
+    def log_prob_of(self, logits_or_params: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """``log p(target_t | past)`` in nats per sample, ``(B, T)``, from :meth:`forward`'s output on
+        ``shift_right(targets)``: the categorical over mu-law classes, or the discretised logistic mixture."""
+        if self.config.output == "mulaw":
+            return -F.cross_entropy(logits_or_params, targets, reduction="none")
+        return discretized_mix_logistic_log_prob(logits_or_params, targets, self.config.n_mixtures, self.config.logistic_classes)
+
     def loss(self, logits_or_params: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean NLL per sample (nats); targets as for :meth:`shift_right`."""
-        if self.config.output == "mulaw":
-            return F.cross_entropy(logits_or_params, targets)
-        return discretized_mix_logistic_loss(logits_or_params, targets, self.config.n_mixtures, self.config.logistic_classes)
+        return -self.log_prob_of(logits_or_params, targets).mean()
+
+    def log_prob(self, audio: torch.Tensor, cond: torch.Tensor | None = None, global_id: torch.Tensor | None = None) -> torch.Tensor:
+        """Teacher-forced ``log p(audio | cond)`` in nats per sample: ``audio (B, 1, T)`` -> ``(B, T)``
+        (the training objective is its negative mean; ``waveforge eval`` sums it)."""
+        targets = self.targets(audio)
+        return self.log_prob_of(self(self.shift_right(targets), cond, global_id), targets)
 
     # ---------------------------------------------------------------- cached generation (reference)
     def new_cache(

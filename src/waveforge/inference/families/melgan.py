@@ -15,13 +15,12 @@ import math
 import torch
 import torch.nn.functional as F
 
-from waveforge.inference.families import SynthesisOptions, chunked_synthesis
+from waveforge.inference.families import FamilyAdapter, SynthesisOptions, chunked_synthesis
 from waveforge.models.melgan import MelGANGenerator, MelGANGeneratorConfig
 
 
-class MelGANAdapter:
+class MelGANAdapter(FamilyAdapter):
     name = "melgan"
-    chunk_context_frames = 32  # not None: this family chunks; the context used is context_frames(model)
     compilable = True  # Synthesizer.compile: torch.compile of the plain module
 
     def build(self, model_config: dict, state_dict: dict[str, torch.Tensor]) -> MelGANGenerator:
@@ -43,9 +42,9 @@ class MelGANAdapter:
             raise ValueError("MelGAN needs conditioning")
         return model(_long_enough(model, cond))[..., :n_samples].clamp(-1.0, 1.0)
 
-    def synthesize_chunked(self, model: MelGANGenerator, cond: torch.Tensor, chunk_frames: int, context: int, options: SynthesisOptions):
+    def synthesize_chunked(self, model: MelGANGenerator, cond: torch.Tensor, hop: int, chunk_frames: int, context: int, options: SynthesisOptions):
         """Yield the audio of consecutive ``chunk_frames``-frame pieces of ``cond: (B, C, F)``, each ``(B, 1, n * hop)``."""
-        n_frames, hop = cond.shape[-1], model.hop_length
+        n_frames = cond.shape[-1]
         if model.config.output == "waveform":
             yield from chunked_synthesis(self, model, cond, hop, chunk_frames, context, options)
             return

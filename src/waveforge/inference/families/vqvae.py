@@ -17,14 +17,13 @@ import torch
 import torch.nn.functional as F
 
 from waveforge.errors import BadInputError
-from waveforge.inference.families import SynthesisOptions
+from waveforge.inference.families import FamilyAdapter, SynthesisOptions
 from waveforge.models.vqvae import VQVAEConfig, VQVAEHierarchy, codebook_perplexity
 from waveforge.utils.atomic import atomic_path
 
 
-class VQVAEAdapter:
+class VQVAEAdapter(FamilyAdapter):
     name = "vqvae"
-    chunk_context_frames = None  # unconditional; sampled whole
 
     def build(self, model_config: dict, state_dict: dict[str, torch.Tensor]) -> VQVAEHierarchy:
         model = VQVAEHierarchy(VQVAEConfig.from_dict(model_config))
