@@ -461,7 +461,7 @@ def test_evaluate_hierarchy_reports_usage_mr_stft_and_prior_bits(tmp_path, tiny_
     import pretty_midi
 
     from waveforge.data.maestro import write_metadata
-    from waveforge.inference.families.vqvae import evaluate_hierarchy
+    from waveforge.vqvae_eval import evaluate_hierarchy
 
     path, model = tiny_model_file
     (tmp_path / "2018").mkdir()
@@ -490,3 +490,20 @@ def test_codebook_perplexity_counts_equally_used_codes():
     counts = torch.tensor([1.0, 3.0])
     entropy = -(0.25 * np.log(0.25) + 0.75 * np.log(0.75))
     assert float(codebook_perplexity(counts)) == pytest.approx(np.exp(entropy), rel=1e-6)
+
+
+def test_stage_merging_lives_outside_the_training_task():
+    """export merges stages through models.vqvae_stages, so tasks.export never imports tasks.vqvae
+    (and inference/ no longer holds the hierarchy's evaluation)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "src"
+    code = ("import inspect, sys, waveforge.tasks.export as export, waveforge.inference.families.vqvae as fam; "
+            "assert 'tasks.vqvae' not in inspect.getsource(export), 'export imports the VQ-VAE task'; "
+            "assert 'waveforge.tasks.vqvae' not in sys.modules and not hasattr(fam, 'evaluate_hierarchy')")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]

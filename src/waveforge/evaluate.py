@@ -7,7 +7,7 @@ Families with a likelihood (WaveNet, SampleRNN, WaveGlow) also get the test audi
 log-likelihood in bits per sample, beside a unigram and a linear-predictor baseline fitted on the
 training split (:mod:`waveforge.likelihood`). Unconditional models get the likelihood alone, and a
 VQ-VAE hierarchy its per-level reconstruction, codebook usage and prior bits per code
-(:func:`waveforge.inference.families.vqvae.evaluate_hierarchy`).
+(:func:`waveforge.vqvae_eval.evaluate_hierarchy`).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def evaluate_model(
     if transcriber is not None and (synth.family == "vqvae" or synth.feature is None):
         raise BadInputError(model, "--notes scores conditioned synthesis (a mel vocoder or a MIDI renderer); this model is unconditional")
     if synth.family == "vqvae":  # no conditioning and no single likelihood: per-level figures instead
-        from waveforge.inference.families.vqvae import evaluate_hierarchy
+        from waveforge.vqvae_eval import evaluate_hierarchy
 
         return evaluate_hierarchy(model, data_root, split=split, seconds=seconds, max_pieces=max_pieces)
     from waveforge.inference.twostage import ComposedRenderer, NotesToMelSynthesizer
