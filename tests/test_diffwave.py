@@ -112,7 +112,7 @@ def test_gradient_reaches_every_parameter_and_one_step_lowers_the_loss():
 
 
 def test_flop_count_matches_the_layer_arithmetic():
-    model = DiffWave(DiffWaveConfig.base())
+    model = DiffWave(DiffWaveConfig.paper())
     R, L = 64, 30
     per_layer = 2 * 3 * R * 2 * R + 2 * R * 2 * R
     assert model.flops_per_sample() == L * per_layer + 2 * R + 2 * R * R + 2 * R
@@ -120,12 +120,12 @@ def test_flop_count_matches_the_layer_arithmetic():
 
 
 def test_paper_configurations_construct_and_run():
-    base = DiffWave(DiffWaveConfig.base())  # vocoder: 64 channels, 30 layers, cycle 10, 80 mels, hop 256
+    base = DiffWave(DiffWaveConfig.paper())  # vocoder: 64 channels, 30 layers, cycle 10, 80 mels, hop 256
     assert base.dilations[:10] == [2**i for i in range(10)] and len(base.dilations) == 30
     assert 2.5e6 < sum(p.numel() for p in base.parameters()) < 4.5e6
     assert base.receptive_field() == 3 * 1023
     with torch.inference_mode():
         y = base(torch.randn(1, 1, 512), torch.zeros(1), torch.randn(1, 80, 2))
     assert y.shape == (1, 1, 512)
-    large = DiffWave(DiffWaveConfig.large())  # unconditional: 128 channels, 36 layers, cycle 12
+    large = DiffWave(DiffWaveConfig.preset("large"))  # unconditional: 128 channels, 36 layers, cycle 12
     assert not large.conditional and len(large.dilations) == 36 and max(large.dilations) == 2048

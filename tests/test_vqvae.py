@@ -15,6 +15,14 @@ from waveforge.models.vqvae import VectorQuantizer, VQVAEConfig, VQVAEHierarchy,
 SR = 8000
 
 
+
+def _tiny_config(decoder: str = "feedforward") -> VQVAEConfig:
+    """The tiny preset, with WaveNet decoders (4 layers, width 8) when asked."""
+    if decoder == "feedforward":
+        return VQVAEConfig.tiny()
+    wavenet = dict(layers=4, cycles=2, residual_channels=8, gate_channels=16, skip_channels=8)
+    return VQVAEConfig.tiny(levels=[{**lv.__dict__, "decoder": decoder, "wavenet": wavenet} for lv in VQVAEConfig.tiny().levels])
+
 def _quantizer(codebook, decay=0.5, epsilon=0.0, threshold=0.4):
     codebook = torch.tensor(codebook, dtype=torch.float32)
     q = VectorQuantizer(codebook.shape[0], codebook.shape[1], beta=0.25, decay=decay, epsilon=epsilon, restart_threshold=threshold, init_from_data=False)
@@ -107,7 +115,7 @@ def test_shapes_at_each_level():
 
 def test_wavenet_decoder_level_shapes():
     torch.manual_seed(0)
-    model = VQVAEHierarchy(VQVAEConfig.tiny(decoder="wavenet")).eval()
+    model = VQVAEHierarchy(_tiny_config("wavenet")).eval()
     out = model.levels[1](torch.randn(2, 1, 256) * 0.3)
     assert out.logits.shape == (2, 256, 256) and out.reconstruction is None
     codes = model.levels[1].encode(torch.randn(1, 1, 64) * 0.3)
@@ -117,7 +125,7 @@ def test_wavenet_decoder_level_shapes():
 @pytest.mark.parametrize("decoder", ["feedforward", "wavenet"])
 def test_decoder_conditioned_on_the_level_above(decoder):
     torch.manual_seed(0)
-    config = VQVAEConfig.tiny(decoder=decoder)
+    config = _tiny_config(decoder)
     config.condition_on_above = True
     model = VQVAEHierarchy(VQVAEConfig.from_dict(config.to_dict())).eval()
     assert [lv.conditioned for lv in model.levels] == [True, True, False]  # the top has nothing above

@@ -26,7 +26,7 @@ HOP = 256
 @register("diffwave")
 def bench_diffwave(ctx: BenchContext) -> Iterator[dict]:
     torch.manual_seed(0)
-    model = DiffWave(DiffWaveConfig.base(cond_channels=80, hop_length=HOP)).eval()
+    model = DiffWave(DiffWaveConfig.paper(cond_channels=80, hop_length=HOP)).eval()
     denoiser = Denoiser(model, "eps").for_sampling()  # what generation runs: DiffWave.sampling_pass
     seconds = 0.5 if ctx.quick else 2.0
     n_frames = round(seconds * SAMPLE_RATE / HOP)

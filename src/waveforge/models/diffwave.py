@@ -21,17 +21,18 @@ layers can be computed once per sampling call (:meth:`DiffWave.prepare`) instead
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from waveforge.models.config import ModelConfig
 from waveforge.nn import ConditionUpsampler
 
 
 @dataclass
-class DiffWaveConfig:
+class DiffWaveConfig(ModelConfig):
     """DiffWave's hyper-parameters. ``cond_channels = 0`` makes the model unconditional."""
 
     residual_channels: int = 64
@@ -45,26 +46,16 @@ class DiffWaveConfig:
     embedding_hidden: int = 512
     embedding_max_frequency: float = 1000.0
 
-    @classmethod
-    def base(cls, cond_channels: int = 80, hop_length: int = 256) -> "DiffWaveConfig":
-        """The paper's vocoder: 64 residual channels, 30 layers, dilation cycle 10."""
-        return cls(cond_channels=cond_channels, hop_length=hop_length)
-
-    @classmethod
-    def large(cls, cond_channels: int = 0, hop_length: int = 256) -> "DiffWaveConfig":
-        """The paper's unconditional model: 128 residual channels, 36 layers, dilation cycle 12."""
-        return cls(residual_channels=128, n_layers=36, dilation_cycle=12, cond_channels=cond_channels, hop_length=hop_length)
-
-    @classmethod
-    def tiny(cls, cond_channels: int = 8, hop_length: int = 16) -> "DiffWaveConfig":
-        """For tests: 8 channels, 4 layers."""
-        return cls(
-            residual_channels=8, n_layers=4, dilation_cycle=2, cond_channels=cond_channels, hop_length=hop_length,
-            embedding_dim=16, embedding_hidden=32,
-        )
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+    PRESETS = {
+        # the paper's vocoder ("base"): 64 residual channels, 30 layers, dilation cycle 10
+        "paper": {},
+        # the paper's unconditional model: 128 residual channels, 36 layers, dilation cycle 12
+        "large": dict(residual_channels=128, n_layers=36, dilation_cycle=12, cond_channels=0),
+        # the cpu recipe's size: 32 residual channels, 12 layers, dilation cycle 6
+        "small": dict(residual_channels=32, n_layers=12, dilation_cycle=6),
+        # for tests: 8 channels, 4 layers
+        "tiny": dict(residual_channels=8, n_layers=4, dilation_cycle=2, cond_channels=8, hop_length=16, embedding_dim=16, embedding_hidden=32),
+    }
 
 
 @dataclass

@@ -14,7 +14,7 @@ heads' synthesis in :mod:`waveforge.models.spectral_heads`, and its FLOP count i
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +22,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
+from waveforge.models.config import ModelConfig
 from waveforge.models.spectral_heads import LOG_MAGNITUDE_RANGE, SINE_TAPS, SPECTRAL_HEADS, SpectralHead
 from waveforge.nn.upsample import init_transposed_conv_
 
@@ -38,7 +39,7 @@ OUTPUT_HEADS = ("waveform", *SPECTRAL_HEADS)
 
 
 @dataclass
-class MelGANGeneratorConfig:
+class MelGANGeneratorConfig(ModelConfig):
     """The generator's architecture, nothing else (JSON-exportable with ``asdict``).
 
     ``hop_length`` is stated explicitly and must equal ``prod(upsample_factors)``; channels halve
@@ -89,6 +90,14 @@ class MelGANGeneratorConfig:
     output: str = "waveform"
     n_fft: int = 1024
 
+    PRESETS = {
+        # the MelGAN paper generator: 512 channels, factors 8, 8, 2, 2 (hop 256 at 22.05 kHz)
+        "paper": dict(hop_length=256, upsample_factors=[8, 8, 2, 2], initial_channels=512),
+        # half the paper's width (about a quarter of its FLOPs), same hop and receptive field
+        "small": dict(hop_length=256, upsample_factors=[8, 8, 2, 2], initial_channels=256),
+        "tiny": dict(hop_length=16, upsample_factors=[4, 4], initial_channels=32),
+    }
+
     def __post_init__(self) -> None:
         if self.upsampling not in UPSAMPLING_MODES:
             raise ValueError(f"upsampling must be one of {UPSAMPLING_MODES}, got {self.upsampling!r}")
@@ -127,31 +136,16 @@ class MelGANGeneratorConfig:
             if k < 1 or k % 2 == 0:
                 raise ValueError(f"{name} must be odd and positive (so 'same' padding is symmetric), got {k}")
 
-    @classmethod
-    def paper(cls, cond_channels: int = 80) -> "MelGANGeneratorConfig":
-        """The MelGAN paper generator: 512 channels, factors 8, 8, 2, 2 (hop 256 at 22.05 kHz)."""
-        return cls(cond_channels=cond_channels, hop_length=256, upsample_factors=[8, 8, 2, 2], initial_channels=512)
-
-    @classmethod
-    def small(cls, cond_channels: int = 80) -> "MelGANGeneratorConfig":
-        """Half the paper's width (about a quarter of its FLOPs), same hop and receptive field."""
-        return cls(cond_channels=cond_channels, hop_length=256, upsample_factors=[8, 8, 2, 2], initial_channels=256)
-
-    @classmethod
-    def tiny(cls, cond_channels: int = 80, upsample_factors: list[int] | None = None) -> "MelGANGeneratorConfig":
-        """For tests: 32 channels; hop = prod(upsample_factors) (default 4 * 4 = 16)."""
-        factors = list(upsample_factors) if upsample_factors is not None else [4, 4]
-        return cls(
-            cond_channels=cond_channels, hop_length=math.prod(factors), upsample_factors=factors, initial_channels=32
-        )
-
     @property
     def stft_hop(self) -> int:
         """The stft head's hop in samples (``hop_length / prod(upsample_factors)``)."""
         return self.hop_length // math.prod(self.upsample_factors)
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    @classmethod
+    def tiny(cls, **overrides) -> "MelGANGeneratorConfig":
+        """For tests: 32 channels; hop = prod(upsample_factors) (default 4 * 4 = 16) unless given."""
+        factors = list(overrides.get("upsample_factors") or [4, 4])
+        return cls.preset("tiny", **{"hop_length": math.prod(factors), **overrides, "upsample_factors": factors})
 
 
 def transposed_conv_geometry(factor: int) -> tuple[int, int, int]:

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from waveforge.audio.mulaw import mu_law_encode
+from waveforge.models.config import ModelConfig
 from waveforge.models.prior import PriorConfig, TransformerPrior
 from waveforge.models.wavenet import WaveNet, WaveNetConfig
 
@@ -374,7 +375,7 @@ class VQVAELevel(nn.Module):
 
 # ================================================================ the hierarchy
 @dataclass
-class VQVAEConfig:
+class VQVAEConfig(ModelConfig):
     """The whole hierarchy: levels (finest first), the top prior and the upsampler template.
 
     The priors' codebook sizes and the upsamplers' conditioning (codebook of the level above and
@@ -385,6 +386,20 @@ class VQVAEConfig:
     top_prior: PriorConfig = field(default_factory=PriorConfig)
     upsampler: PriorConfig = field(default_factory=PriorConfig)
     condition_on_above: bool = False  # decoders below the top also take the level above's code vectors
+
+    PRESETS = {
+        # Jukebox sizes: hops 8 / 32 / 128 (stride 2), 2048 codes of dim 64, width 32, depth 4, dilation
+        # growth 3, beta 0.02, EMA decay 0.99, restart threshold 1; priors at Jukebox's upsampler scale
+        "paper": dict(levels=[dict(hop_length=h) for h in (8, 32, 128)], top_prior=PriorConfig.PRESETS["paper"],
+                      upsampler=PriorConfig.PRESETS["paper"]),
+        # the cpu recipe's hierarchy: 512 codes of dim 32, width 32, depth 3, level 2 restarting at 0.1
+        "small": dict(levels=[dict(hop_length=h, codebook_size=512, code_dim=32, depth=3, restart_threshold=t)
+                              for h, t in ((8, 1.0), (32, 1.0), (128, 0.1))],
+                      top_prior={**PriorConfig.PRESETS["small"], "context": 256}, upsampler=PriorConfig.PRESETS["small"]),
+        # for tests: hops 8 / 32 / 128, 32 codes of dim 8, width 8, depth 2; two-layer width-32 priors
+        "tiny": dict(levels=[dict(hop_length=h, codebook_size=32, code_dim=8, width=8, depth=2) for h in (8, 32, 128)],
+                     top_prior=PriorConfig.PRESETS["tiny"], upsampler=PriorConfig.PRESETS["tiny"]),
+    }
 
     def __post_init__(self):
         self.levels = [lv if isinstance(lv, VQVAELevelConfig) else VQVAELevelConfig(**lv) for lv in self.levels]
@@ -412,33 +427,6 @@ class VQVAEConfig:
             return replace(self.top_prior, codebook_size=self.levels[top].codebook_size, cond_codebook_size=0, cond_ratio=1)
         ratio = self.levels[level + 1].hop_length // self.levels[level].hop_length
         return replace(self.upsampler, codebook_size=self.levels[level].codebook_size, cond_codebook_size=self.levels[level + 1].codebook_size, cond_ratio=ratio)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "VQVAEConfig":
-        return cls(**d)
-
-    @classmethod
-    def tiny(cls, decoder: str = "feedforward") -> "VQVAEConfig":
-        """For tests: hops 8 / 32 / 128, 32 codes of dim 8, width 8, depth 2; two-layer width-32 priors."""
-        wavenet = dict(layers=4, cycles=2, residual_channels=8, gate_channels=16, skip_channels=8) if decoder == "wavenet" else None
-        levels = [
-            VQVAELevelConfig(hop_length=h, codebook_size=32, code_dim=8, width=8, depth=2, decoder=decoder, wavenet=wavenet)
-            for h in (8, 32, 128)
-        ]
-        prior = PriorConfig(context=64, width=32, layers=2, heads=2)
-        return cls(levels=levels, top_prior=prior, upsampler=prior)
-
-    @classmethod
-    def paper(cls) -> "VQVAEConfig":
-        """Jukebox sizes: hops 8 / 32 / 128 (stride 2), 2048 codes of dim 64, width 32, depth 4,
-        dilation growth 3, beta 0.02, EMA decay 0.99, restart threshold 1; priors at the scale of
-        Jukebox's 1B upsamplers (72 layers, width 1920, MLP ratio 1, context 8192 tokens; about
-        1.6B parameters each here, as attention keeps full width where Jukebox narrows it to 1/4)."""
-        prior = PriorConfig(context=8192, width=1920, layers=72, heads=1, mlp_ratio=1)
-        return cls(levels=[VQVAELevelConfig(hop_length=h) for h in (8, 32, 128)], top_prior=prior, upsampler=prior)
 
 
 class VQVAEHierarchy(nn.Module):

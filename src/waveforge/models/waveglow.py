@@ -22,7 +22,7 @@ negative log-likelihood is ``-log p(x) = |z|^2 / (2 sigma^2) + N log(sigma sqrt(
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -31,11 +31,12 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
 from waveforge.losses.flow import FlowNLL, flow_nll
+from waveforge.models.config import ModelConfig
 from waveforge.nn.upsample import ConditionUpsampler
 
 
 @dataclass
-class WaveGlowConfig:
+class WaveGlowConfig(ModelConfig):
     """Architecture of one WaveGlow; JSON-exportable with :func:`dataclasses.asdict`.
 
     ``cond_channels`` is the feature's channel count (80 mels or 264 piano-roll channels);
@@ -58,33 +59,15 @@ class WaveGlowConfig:
     sigma: float = 1.0  # prior standard deviation used in training (the paper's sigma)
     infer_sigma: float = 0.6  # default sampling temperature (the paper samples with 0.6)
 
-    @classmethod
-    def paper(cls, cond_channels: int = 80, hop_length: int = 256, **overrides) -> "WaveGlowConfig":
-        """The published model: 12 flows of 8 layers x 512 channels, groups of 8, 2 channels out every 4 flows."""
-        return cls(cond_channels=cond_channels, hop_length=hop_length, **overrides)
-
-    @classmethod
-    def small(cls, cond_channels: int = 80, hop_length: int = 256, **overrides) -> "WaveGlowConfig":
-        """A CPU-sized model aimed at real time at 22.05 kHz on two cores (~8.5 GFLOP per second of audio, 1/170 of the paper)."""
-        base = dict(
-            upsampled_cond_channels=8, n_flows=8, n_group=16, n_early_every=4, n_early_size=4,
-            n_layers=4, n_channels=96,
-        )
-        base.update(overrides)
-        return cls(cond_channels=cond_channels, hop_length=hop_length, **base)
-
-    @classmethod
-    def tiny(cls, cond_channels: int = 8, hop_length: int = 16, **overrides) -> "WaveGlowConfig":
-        """For tests: 4 flows of 2 layers x 8 channels, groups of 4, one early output."""
-        base = dict(
-            upsampled_cond_channels=4, n_flows=4, n_group=4, n_early_every=2, n_early_size=2,
-            n_layers=2, n_channels=8,
-        )
-        base.update(overrides)
-        return cls(cond_channels=cond_channels, hop_length=hop_length, **base)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+    PRESETS = {
+        # the published model: 12 flows of 8 layers x 512 channels, groups of 8, 2 channels out every 4 flows
+        "paper": {},
+        # a CPU-sized model aimed at real time at 22.05 kHz on two cores (1/170 of the paper's FLOPs)
+        "small": dict(upsampled_cond_channels=8, n_flows=8, n_group=16, n_early_every=4, n_early_size=4, n_layers=4, n_channels=96),
+        # 4 flows of 2 layers x 8 channels, groups of 4, one early output
+        "tiny": dict(cond_channels=8, hop_length=16, upsampled_cond_channels=4, n_flows=4, n_group=4, n_early_every=2,
+                     n_early_size=2, n_layers=2, n_channels=8),
+    }
 
     def remaining_channels(self) -> list[int]:
         """Channels entering each flow step (after the early outputs taken before it)."""
