@@ -1,5 +1,7 @@
 """waveforge._openblas: AVX-512 OpenBLAS kernels on AMD CPUs that OpenBLAS's dispatch does not know."""
 
+import pytest
+
 from waveforge._openblas import choose_core
 
 AVX512 = "fpu sse2 avx avx2 fma avx512f avx512dq avx512cd avx512bw avx512vl"
@@ -35,6 +37,7 @@ def test_no_cpuinfo(tmp_path):
     assert choose_core(env, str(tmp_path / "missing")) is None and env == {}
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch: several seconds
 def test_importing_waveforge_changes_no_environment():
     """Only the command and the bench choose OpenBLAS's kernels; importing the library (models,
     inference, kernels) neither calls nor imports the chooser, and leaves os.environ as it was."""
