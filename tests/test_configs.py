@@ -6,13 +6,14 @@ import pytest
 from waveforge.models.config import PRESET_NAMES, ModelConfig
 from waveforge.models.diffwave import DiffWaveConfig
 from waveforge.models.melgan import MelGANGeneratorConfig
+from waveforge.models.notes2mel import Notes2MelConfig
 from waveforge.models.prior import PriorConfig
 from waveforge.models.samplernn import SampleRNNConfig
 from waveforge.models.vqvae import VQVAEConfig
 from waveforge.models.waveglow import WaveGlowConfig
 from waveforge.models.wavenet import WaveNetConfig
 
-CONFIGS = [DiffWaveConfig, MelGANGeneratorConfig, PriorConfig, SampleRNNConfig, VQVAEConfig, WaveGlowConfig, WaveNetConfig]
+CONFIGS = [DiffWaveConfig, MelGANGeneratorConfig, Notes2MelConfig, PriorConfig, SampleRNNConfig, VQVAEConfig, WaveGlowConfig, WaveNetConfig]
 
 
 @pytest.mark.parametrize("config_cls", CONFIGS, ids=lambda c: c.__name__)

@@ -52,9 +52,8 @@ class Synthesizer:
         model_file = read_model_file(path)
         adapter = get_adapter(model_file.family, str(path))
         model = build_model(str(path), adapter, model_file).to(device).eval()
-        if hasattr(adapter, "synthesizer_class"):  # a family with its own front end (notes2mel: two stages)
-            return adapter.synthesizer_class(model)(model, adapter, model_file)
-        return cls(model, adapter, model_file)
+        front = adapter.synthesizer_class(model)  # a family with its own front end (notes2mel: two stages)
+        return (front or cls)(model, adapter, model_file)
 
     def compile(self) -> "Synthesizer":
         """``torch.compile`` the model (families whose adapter allows it: MelGAN), in place; returns self.

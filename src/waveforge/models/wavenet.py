@@ -26,8 +26,8 @@ from torch import nn
 
 from waveforge import kernels
 from waveforge.audio.mulaw import mu_law_decode, mu_law_encode
-from waveforge.models.config import ModelConfig
 from waveforge.losses.logistic import discretized_mix_logistic_log_prob, sample_mix_logistic
+from waveforge.models.config import ModelConfig
 from waveforge.nn.causal import ConvQueue, GatedResidualBlock
 from waveforge.nn.sampling import sample_categorical
 from waveforge.nn.upsample import ConditionUpsampler

@@ -46,6 +46,7 @@ class FamilyAdapter:
       each side of a chunk. :meth:`chunk_frames` is the chunk length, :meth:`synthesize_chunked`
       yields the chunks (by default each synthesised with its context, which is then cropped).
     * ``compilable``: whether :meth:`Synthesizer.compile` may ``torch.compile`` the model.
+    * :meth:`synthesizer_class`: a family's own Synthesizer subclass (``None``: the plain one).
     * likelihood: :meth:`likelihood_kind` is ``None`` for families without one (the default);
       otherwise :meth:`log_likelihood` gives ``log p(audio | cond)`` (``waveforge eval``).
     """
@@ -61,6 +62,11 @@ class FamilyAdapter:
     def synthesize(self, model: nn.Module, cond: torch.Tensor | None, n_samples: int, options: SynthesisOptions) -> torch.Tensor:
         """``cond: (B, C, F)`` or None -> ``(B, 1, n_samples)`` audio in [-1, 1]; ``n_samples = F * hop`` when conditioned."""
         raise NotImplementedError
+
+    def synthesizer_class(self, model: nn.Module) -> type | None:
+        """The :class:`~waveforge.inference.synthesizer.Synthesizer` subclass ``waveforge.load`` returns
+        for ``model``, or ``None`` for the plain one (notes2mel: its two-stage front ends)."""
+        return None
 
     # -- chunking --------------------------------------------------------------------------------
     def context_frames(self, model: nn.Module) -> int | None:
