@@ -7,6 +7,16 @@ import torch
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+def require_kernel(kernel) -> None:
+    """Skip a test of a numba kernel where numba is missing, except under CI (``CI`` set), where a
+    missing kernel is a broken install and the test fails instead of skipping silently."""
+    if kernel.available():
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{kernel.__name__} is unavailable under CI: {kernel.unavailable_reason()}")
+    pytest.skip(kernel.unavailable_reason())
+
+
 @pytest.fixture
 def rng():
     return torch.Generator().manual_seed(0)

@@ -20,7 +20,7 @@ from waveforge.audio.mel import MelConfig, MelSpectrogram
 from waveforge.data.cache import ResampleCache, resample_file
 from waveforge.data.maestro import write_metadata
 from waveforge.data.module import MelSettings, SegmentEpochCallback, WaveformDataModule
-from waveforge.data.segments import FixedSegmentDataset, PieceDataset, SegmentDataset, pack_roll, unpack_roll
+from waveforge.data.segments import FixedSegmentDataset, SegmentDataset, pack_roll, unpack_roll
 from waveforge.errors import BadInputError
 from waveforge.midi.roll import PianoRollConfig, load_midi, piano_roll
 
@@ -311,17 +311,6 @@ def test_fixed_segments_are_deterministic_and_evenly_spaced(corpus, tmp_path):
     n = int(short.lengths[0])
     assert short.crops == [(0, 0)] and item["audio"].shape == (1, SEG) and item["cond"].shape == (264, SEG // HOP)
     assert torch.all(item["audio"][:, n:] == 0) and item["audio"][:, :n].abs().sum() > 0
-
-
-def test_piece_dataset_yields_whole_pieces(corpus, tmp_path):
-    pieces = PieceDataset(corpus, "train", SR, HOP, feature=ROLL, cache_dir=tmp_path)
-    items = list(pieces)
-    assert [it["piece"] for it in items] == list(range(4))
-    for it in items:
-        n = int(pieces.lengths[it["piece"]]) // HOP * HOP
-        assert it["offset"] == 0 and it["audio"].shape == (1, n) and it["cond"].shape == (264, n // HOP)
-    first_second = PieceDataset(corpus, "train", SR, HOP, feature=MEL, max_seconds=1.0, max_pieces=2, cache_dir=tmp_path)
-    assert len(first_second) == 2 and first_second[1]["audio"].shape == (1, SR // HOP * HOP)
 
 
 # -- DataModule -------------------------------------------------------------------------------

@@ -51,17 +51,20 @@ def test_prepared_conditioning_equals_the_raw_path_and_inference_equals_training
     reference = model(x, c_noise, cond)  # grad enabled: out-of-place path, per-layer projection of u
     uncond = _model(cond_channels=0)
     uncond_reference = uncond(x, c_noise)
-    with torch.inference_mode():  # in-place path
-        for precompute in (True, False):
-            for block_rows in (None, 24):  # whole signal; time blocks (64 = 24 + 24 + 16)
-                model.inference_block_rows = block_rows
-                prepared = model.prepare(cond, precompute_layers=precompute)
-                assert (prepared.layers is not None) == precompute
-                torch.testing.assert_close(model(x, c_noise, prepared), reference, rtol=1e-12, atol=1e-12)
-        for block_rows in (None, 7):
-            uncond.inference_block_rows = block_rows
-            torch.testing.assert_close(uncond(x, c_noise), uncond_reference, rtol=1e-12, atol=1e-12)
+    for precompute in (True, False):  # the explicit sampling pass (in place), with or without autograd around it
+        for block_rows in (None, 24):  # whole signal; time blocks (64 = 24 + 24 + 16)
+            model.inference_block_rows = block_rows
+            prepared = model.prepare(cond, precompute_layers=precompute, sampling=True)
+            assert (prepared.layers is not None) == precompute
+            torch.testing.assert_close(model.sampling_pass(x, c_noise, prepared), reference, rtol=1e-12, atol=1e-12)
+            torch.testing.assert_close(model.for_sampling()(x, c_noise, cond), reference, rtol=1e-12, atol=1e-12)
+    for block_rows in (None, 7):
+        uncond.inference_block_rows = block_rows
+        torch.testing.assert_close(uncond.sampling_pass(x, c_noise), uncond_reference, rtol=1e-12, atol=1e-12)
+    with torch.no_grad():  # forward is the training pass whatever the grad mode
+        torch.testing.assert_close(model(x, c_noise, cond), reference, rtol=1e-12, atol=1e-12)
     assert reference.abs().max() > 1e-3
+    assert model.sampling_pass(x, c_noise, cond).grad_fn is None and reference.grad_fn is not None
 
 
 def test_condition_noise_level_and_null_condition_change_the_output():
@@ -109,7 +112,7 @@ def test_gradient_reaches_every_parameter_and_one_step_lowers_the_loss():
 
 
 def test_flop_count_matches_the_layer_arithmetic():
-    model = DiffWave(DiffWaveConfig.base())
+    model = DiffWave(DiffWaveConfig.paper())
     R, L = 64, 30
     per_layer = 2 * 3 * R * 2 * R + 2 * R * 2 * R
     assert model.flops_per_sample() == L * per_layer + 2 * R + 2 * R * R + 2 * R
@@ -117,12 +120,12 @@ def test_flop_count_matches_the_layer_arithmetic():
 
 
 def test_paper_configurations_construct_and_run():
-    base = DiffWave(DiffWaveConfig.base())  # vocoder: 64 channels, 30 layers, cycle 10, 80 mels, hop 256
+    base = DiffWave(DiffWaveConfig.paper())  # vocoder: 64 channels, 30 layers, cycle 10, 80 mels, hop 256
     assert base.dilations[:10] == [2**i for i in range(10)] and len(base.dilations) == 30
     assert 2.5e6 < sum(p.numel() for p in base.parameters()) < 4.5e6
     assert base.receptive_field() == 3 * 1023
     with torch.inference_mode():
         y = base(torch.randn(1, 1, 512), torch.zeros(1), torch.randn(1, 80, 2))
     assert y.shape == (1, 1, 512)
-    large = DiffWave(DiffWaveConfig.large())  # unconditional: 128 channels, 36 layers, cycle 12
+    large = DiffWave(DiffWaveConfig.preset("large"))  # unconditional: 128 channels, 36 layers, cycle 12
     assert not large.conditional and len(large.dilations) == 36 and max(large.dilations) == 2048

@@ -33,8 +33,18 @@ def _fit(tmp_path, corpus, *extra):
     return proc
 
 
+def _fit_in_process(tmp_path, corpus, *extra):
+    """``waveforge fit`` through ``cli.main`` in this process (the fast suite's path); -> the run folder."""
+    run = tmp_path / "run"
+    args = ["fit", "--config", str(SMOKE), "--data.root", str(corpus), "--trainer.default_root_dir", str(run),
+            "--trainer.enable_progress_bar", "false", *extra]
+    assert cli_main(args) == 0
+    return run
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_corpus):
+    """Two ``waveforge fit`` processes on one run folder (the second resumes), then export (slow tests only)."""
     tmp = tmp_path_factory.mktemp("melgan")
     first = _fit(tmp, tiny_corpus, "--trainer.max_steps", "4")
     second = _fit(tmp, tiny_corpus, "--trainer.max_steps", "6")
@@ -44,6 +54,17 @@ def trained(tmp_path_factory, tiny_corpus):
     return tmp, ckpt, model, first, second
 
 
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, tiny_corpus) -> Path:
+    """The smoke recipe fitted for 4 steps in this process and exported: a MelGAN model file."""
+    tmp = tmp_path_factory.mktemp("melgan-fast")
+    run = _fit_in_process(tmp, tiny_corpus, "--trainer.max_steps", "4")
+    model = tmp / "model.safetensors"
+    assert cli_main(["export", str(run / "checkpoints" / "last.ckpt"), "-o", str(model)]) == 0
+    return model
+
+
+@pytest.mark.slow
 def test_fit_resumes_from_last_checkpoint(trained):
     tmp, ckpt, _, first, second = trained
     assert "resuming from" not in first.stdout
@@ -55,6 +76,7 @@ def test_fit_resumes_from_last_checkpoint(trained):
     assert any(p.name.startswith("events.out.tfevents") for p in (tmp / "run").iterdir())
 
 
+@pytest.mark.slow
 def test_tensorboard_has_audio_and_spectrogram_images(trained):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -68,8 +90,8 @@ def test_tensorboard_has_audio_and_spectrogram_images(trained):
         assert name in scalars, scalars
 
 
-def test_exported_model_loads_and_vocodes(trained, tiny_corpus, tmp_path):
-    _, _, model_path, _, _ = trained
+def test_exported_model_loads_and_vocodes(exported, tiny_corpus, tmp_path):
+    model_path = exported
     synth = waveforge.load(model_path)
     assert synth.family == "melgan" and synth.sample_rate == 22050
     wav = sorted(tiny_corpus.glob("*/*.wav"))[0]
@@ -97,15 +119,15 @@ def _whole_and_chunked(synth, n_frames: int, chunk_frames: int) -> tuple[torch.T
     return whole, chunked
 
 
-def test_chunked_vocoding_equals_whole_input(trained):
-    whole, chunked = _whole_and_chunked(waveforge.load(trained[2]), 700, 128)
+def test_chunked_vocoding_equals_whole_input(exported):
+    whole, chunked = _whole_and_chunked(waveforge.load(exported), 700, 128)
     # stated tolerance: float32 rounding only (context covers the generator's receptive field)
     assert (whole - chunked).abs().max() < 1e-5
 
 
 def test_sines_head_trains_exports_and_vocodes(tiny_corpus, tmp_path):
     """The cpu recipe's phase-integrating sines head through the same path: fit, export, load, vocode in chunks."""
-    _fit(tmp_path, tiny_corpus, "--trainer.max_steps", "4", "--model.init_args.output", "sines", "--model.init_args.upsample_factors", "[1]",
+    _fit_in_process(tmp_path, tiny_corpus, "--trainer.max_steps", "4", "--model.init_args.output", "sines", "--model.init_args.upsample_factors", "[1]",
          "--model.init_args.upsampling", "nearest", "--model.init_args.lr_generator", "1e-4")
     model = tmp_path / "model.safetensors"
     assert cli_main(["export", str(tmp_path / "run" / "checkpoints" / "last.ckpt"), "-o", str(model)]) == 0
@@ -126,8 +148,8 @@ def _run_cli(args, capsys):
     return code, err
 
 
-def test_bad_inputs_give_one_line_and_status_2(trained, tiny_corpus, tmp_path, capsys):
-    model = trained[2]
+def test_bad_inputs_give_one_line_and_status_2(exported, tiny_corpus, tmp_path, capsys):
+    model = exported
     out = tmp_path / "out"
     np.save(tmp_path / "wrong.npy", np.zeros((64, 20), np.float32))
     code, err = _run_cli(["vocode", model, tmp_path / "wrong.npy", "-o", out], capsys)
@@ -150,8 +172,8 @@ def test_bad_inputs_give_one_line_and_status_2(trained, tiny_corpus, tmp_path, c
     assert not (tmp_path / "r.wav").exists() and not (tmp_path / "x.safetensors").exists()
 
 
-def test_eval_reports_model_and_griffin_lim(trained, tiny_corpus, capsys):
-    code = cli_main(["eval", str(trained[2]), "--data", str(tiny_corpus), "--split", "test", "--seconds", "2"])
+def test_eval_reports_model_and_griffin_lim(exported, tiny_corpus, capsys):
+    code = cli_main(["eval", str(exported), "--data", str(tiny_corpus), "--split", "test", "--seconds", "2"])
     assert code == 0
     result = json.loads(capsys.readouterr().out)
     assert set(result["metrics"]) == {"model", "griffin_lim"}
@@ -159,21 +181,21 @@ def test_eval_reports_model_and_griffin_lim(trained, tiny_corpus, capsys):
         assert set(row) >= {"mr_stft", "lsd_db", "mel_l1"} and all(np.isfinite(v) for v in row.values())
 
 
-def test_compile_without_a_compiler_says_why(trained, tmp_path, monkeypatch):
-    synth = waveforge.load(trained[2])
+def test_compile_without_a_compiler_says_why(exported, tmp_path, monkeypatch):
+    synth = waveforge.load(exported)
     monkeypatch.setattr("shutil.which", lambda name: None)
     with pytest.raises(BadInputError, match="C\\+\\+ compiler"):
         synth.compile()
 
 
 @pytest.mark.slow
-def test_compiled_vocoding_equals_eager(trained, tmp_path):
+def test_compiled_vocoding_equals_eager(exported, tmp_path):
     """``--compile`` (torch.compile, ~20% faster for the paper generator) gives the eager outputs."""
     import shutil
 
     if not shutil.which("g++") and not shutil.which("c++"):
         pytest.skip("no C++ compiler for torch.compile")
-    synth = waveforge.load(trained[2])
+    synth = waveforge.load(exported)
     mel = torch.randn(1, 80, 40) - 4
     eager = synth.synthesize(mel)
     compiled = synth.compile().synthesize(mel)

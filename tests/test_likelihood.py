@@ -86,8 +86,9 @@ def test_samplernn_chunked_log_likelihood_equals_one_pass(one_thread):
     torch.manual_seed(0)
     model = SampleRNN(SampleRNNConfig.tiny()).eval()
     audio = torch.rand(2, 1, 512) * 1.6 - 0.8
-    whole = ADAPTER.log_likelihood(model, audio, None, chunk=512)
-    chunked = ADAPTER.log_likelihood(model, audio, None, chunk=64)
+    whole = ADAPTER.log_likelihood(model, audio, None)  # one chunk (the default is 16384 samples)
+    chunked = model.log_prob(audio, None, chunk=64).double().sum(dim=-1)
+    assert whole.shape == chunked.shape == (2,)
     assert torch.allclose(whole, chunked, rtol=1e-6)
     classes = MULAW.classes(audio[:, 0])
     padded = torch.cat([torch.full((2, 16), model.silence), classes], dim=1)
@@ -140,3 +141,43 @@ def test_eval_adds_likelihood_to_a_wavenet_vocoders_metrics(tmp_path, tiny_corpu
     result = json.loads(capsys.readouterr().out)
     assert set(result["metrics"]) == {"model", "griffin_lim"}
     assert math.isfinite(result["likelihood"]["bits_per_sample"]["model"])
+
+
+def test_training_objectives_are_the_models_log_prob(one_thread):
+    """The tasks' NLL is -mean(model.log_prob): the same function waveforge eval sums."""
+    from waveforge.models.samplernn import SampleRNN, SampleRNNConfig
+    from waveforge.models.wavenet import WaveNet, WaveNetConfig
+    from waveforge.models.waveglow import WaveGlow, WaveGlowConfig
+    from waveforge.tasks.autoregressive import WaveNetTask
+    from waveforge.tasks.flow import FlowVocoderTask
+
+    torch.manual_seed(0)
+    audio = torch.rand(2, 1, 512) * 1.6 - 0.8
+    for output in ("mulaw", "logistic"):
+        model = WaveNet(WaveNetConfig.tiny(output=output)).eval()
+        task = WaveNetTask.__new__(WaveNetTask)
+        torch.nn.Module.__init__(task)
+        task.model = model
+        with torch.no_grad():
+            lp = model.log_prob(audio)
+            assert lp.shape == (2, 512)
+            torch.testing.assert_close(task._nll({"audio": audio}), -lp.mean())
+            targets = model.targets(audio)
+            torch.testing.assert_close(model.loss(model(model.shift_right(targets)), targets), -lp.mean())
+    rnn = SampleRNN(SampleRNNConfig.tiny()).eval()
+    with torch.no_grad():
+        pieces = [rnn.log_prob_of(rnn(s).logits, t) for s, t, _ in rnn.subsequences(audio, None, 512)]
+        torch.testing.assert_close(torch.cat(pieces, -1), rnn.log_prob(audio))
+    config = WaveGlowConfig.tiny()
+    flow = WaveGlow(config).eval()
+    sound = torch.rand(2, 1, 16 * config.hop_length) * 0.2 - 0.1
+    mel = torch.randn(2, config.cond_channels, 16)
+    with torch.no_grad():
+        nll = flow.nll(sound, mel)
+        assert flow.log_prob(sound, mel).shape == (2,)
+        assert float(-flow.log_prob(sound, mel).sum() / sound.numel()) == pytest.approx(float(nll.loss), rel=1e-5)
+    task = FlowVocoderTask.__new__(FlowVocoderTask)
+    torch.nn.Module.__init__(task)
+    task.model = flow
+    with torch.no_grad():
+        assert float(task._nll({"audio": sound, "cond": mel}).loss) == float(nll.loss)

@@ -19,7 +19,7 @@ from waveforge.losses import (
     lsgan_discriminator_loss,
     lsgan_generator_loss,
     mel_l1_loss,
-    mr_stft_distance,
+    mr_stft_loss_per_item,
     multi_resolution_stft_loss,
     stft_loss_terms,
 )
@@ -96,13 +96,13 @@ def test_mr_stft_grows_with_noise_and_is_nearly_symmetric():
     torch.manual_seed(0)
     x = _tone()
     noise = torch.randn_like(x)
-    distances = [mr_stft_distance(x + level * noise, x).item() for level in (0.001, 0.01, 0.1, 0.5)]
+    distances = [mr_stft_loss_per_item(x + level * noise, x).item() for level in (0.001, 0.01, 0.1, 0.5)]
     assert distances == sorted(distances) and distances[0] > 0
     y = x + 0.05 * noise
-    forward, backward = mr_stft_distance(y, x).item(), mr_stft_distance(x, y).item()
+    forward, backward = mr_stft_loss_per_item(y, x).item(), mr_stft_loss_per_item(x, y).item()
     # The log-magnitude term is symmetric; only the spectral-convergence normaliser differs.
     assert abs(forward - backward) < 0.25 * max(forward, backward)
-    d = mr_stft_distance(torch.cat([x, y]), torch.cat([x, x]))
+    d = mr_stft_loss_per_item(torch.cat([x, y]), torch.cat([x, x]))
     assert d.shape == (2,) and d[0].item() == 0.0 and d[1].item() > 0
 
 

@@ -14,17 +14,15 @@ from waveforge.losses import (
     hinge_generator_loss,
     multi_resolution_stft_loss,
 )
-from waveforge.models.melgan import (
+from waveforge.benchmarks.melgan import melgan_generator_flops
+from waveforge.models.discriminators import (
     CombinedDiscriminator,
     DiscriminatorOutput,
-    MelGANGenerator,
-    MelGANGeneratorConfig,
     MultiPeriodDiscriminator,
     MultiScaleDiscriminator,
     build_discriminator,
-    melgan_generator_flops,
 )
-from waveforge.models.melgan_fast import prepare_for_inference
+from waveforge.models.melgan import MelGANGenerator, MelGANGeneratorConfig
 
 
 # tiny tensors: one intra-op thread avoids barrier stalls on a loaded 2-core machine
@@ -85,11 +83,6 @@ def test_config_round_trips_through_dict():
     assert MelGANGeneratorConfig(**config.to_dict()) == config
     with pytest.raises(ValueError, match="upsampling"):
         MelGANGeneratorConfig(upsampling="bilinear")
-
-
-def test_fast_inference_refuses_nearest_upsampling():
-    with pytest.raises(ValueError, match="transposed"):
-        prepare_for_inference(_tiny("nearest"))
 
 
 def test_nearest_upsampling_flops_count_the_lower_rate_conv():
@@ -288,86 +281,6 @@ def test_one_optimiser_step_lowers_generator_and_discriminator_losses(kind, obje
     assert g_loss().item() < before.item()
 
 
-# ---------------------------------------------------------------------------------------------
-# Fast inference path
-# ---------------------------------------------------------------------------------------------
-
-
-def _scrambled_generator(factors, seed=0):
-    """A tiny generator whose weight-norm magnitudes and biases are moved off their init values."""
-    torch.manual_seed(seed)
-    gen = MelGANGenerator(MelGANGeneratorConfig.tiny(upsample_factors=factors))
-    with torch.no_grad():
-        for name, p in gen.named_parameters():
-            if name.endswith("original0"):
-                p.mul_(torch.rand_like(p) * 0.5 + 0.75)
-            elif name.endswith("bias"):
-                p.normal_(0, 0.1)
-    return gen.eval()
-
-
-@pytest.mark.parametrize(
-    "factors,tile_bytes,workers,onednn_stages",
-    [
-        ([4, 4], 1 << 22, 1, 0),
-        ([8, 2], 2000, 3, 0),
-        ([5, 3], 2000, 2, 1),
-        ([2, 3, 2], 1 << 22, 3, 2),
-        ([4, 1, 2], 2000, 1, 1),
-        ([4, 4], 2000, 2, 2),
-    ],
-)
-def test_fast_inference_equals_reference(factors, tile_bytes, workers, onednn_stages):
-    """Tiles, chunks with context, polyphase transposed convs, fused GEMMs and the oneDNN/GEMM hand-over
-    change nothing but rounding."""
-    gen = _scrambled_generator(factors)
-    fast = prepare_for_inference(
-        gen, tile_bytes=tile_bytes, workers=workers, min_chunk_frames=4, onednn_stages=onednn_stages
-    )
-    assert len(fast.onednn_stages) == onednn_stages and len(fast.stages) == len(factors) - onednn_stages
-    threads = torch.get_num_threads()
-    for n_frames in (gen.min_frames, 9, 50):
-        cond = torch.randn(2, 80, n_frames)
-        with torch.no_grad():
-            expected = gen(cond)
-        got = fast(cond)
-        assert got.shape == expected.shape
-        assert expected.abs().max() > 0.05  # a non-trivial signal to compare
-        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
-    assert len(fast.chunks(50, workers)) == min(workers, 50 // 4)
-    assert torch.get_num_threads() == threads  # restored after a multi-worker call
-
-
-def test_fast_inference_leaves_the_generator_intact():
-    gen = _scrambled_generator([4, 4])
-    cond = torch.randn(1, 80, 6)
-    with torch.no_grad():
-        before = gen(cond)
-    fast = gen.fast_inference()
-    assert any("parametrizations" in name for name, _ in gen.named_parameters())  # still trainable as before
-    with torch.no_grad():
-        torch.testing.assert_close(gen(cond), before, rtol=0, atol=0)
-    torch.testing.assert_close(fast(cond), before, rtol=1e-4, atol=1e-5)
-    weights = list(fast.parameters())  # callers find the device with next(model.parameters())
-    assert weights and not any(w.requires_grad for w in weights)
-    with pytest.raises(ValueError, match=r"\(B, 80, F\)"):
-        fast(torch.randn(1, 81, 6))
-    with pytest.raises(ValueError, match="onednn_stages"):
-        prepare_for_inference(gen, onednn_stages=3)
-
-
-def test_fast_inference_equals_reference_paper_size():
-    torch.manual_seed(0)
-    gen = MelGANGenerator(MelGANGeneratorConfig.paper()).eval()
-    fast = prepare_for_inference(gen, workers=2, min_chunk_frames=4)
-    assert len(fast.onednn_stages) == 2  # the 256- and 128-channel stages; 64 and 32 run as GEMMs
-    cond = torch.randn(1, 80, 40)  # two chunks of 20 frames, each seeing 8 of the other's as context
-    assert fast.chunks(40, 2) == [(0, 20), (20, 40)] and fast.context_frames == 8
-    with torch.no_grad():
-        expected = gen(cond)
-    torch.testing.assert_close(fast(cond), expected, rtol=1e-4, atol=1e-5)
-
-
 @pytest.mark.slow
 def test_paper_discriminators_construct_and_run():
     """HiFi-GAN's MPD (41.1 M parameters) and MelGAN's MSD together on a training crop of 8192 samples."""
@@ -409,18 +322,24 @@ def test_stft_head_config_checks():
 
 
 def test_stft_head_overlap_add_inverts_the_feature_framing():
-    """The head's inverse STFT is the exact inverse of the mel features' hop-aligned STFT."""
+    """The heads' inverse STFT is the exact inverse of the mel features' hop-aligned STFT, and the
+    stft head synthesises a spectrum given as its log magnitude and phase back into the audio."""
     from waveforge.audio.mel import hop_aligned_pad
+    from waveforge.audio.stft import hop_aligned_istft, hop_aligned_stft
 
     gen = MelGANGenerator(MelGANGeneratorConfig(upsample_factors=[1], upsampling="nearest", output="stft", n_fft=1024))
     torch.manual_seed(0)
     audio = torch.randn(2, 1, 40 * 256)
     window = torch.hann_window(1024)
-    spec = torch.stft(hop_aligned_pad(audio.reshape(2, -1), 1024, 256), 1024, 256, 1024, window, center=False, return_complex=True)
+    spec = hop_aligned_stft(audio.reshape(2, -1), 1024, 256, window)
     assert spec.shape == (2, 513, 40)
-    again = gen.overlap_add(spec)
+    expected = torch.stft(hop_aligned_pad(audio.reshape(2, -1), 1024, 256), 1024, 256, 1024, window, center=False, return_complex=True)
+    torch.testing.assert_close(spec, expected, rtol=0, atol=0)
+    again = hop_aligned_istft(spec, 256, window)
     assert again.shape == audio.shape
     torch.testing.assert_close(again, audio, rtol=0, atol=1e-5)
+    through_head = gen.head.synthesize(spec.abs().clamp_min(1e-12).log(), torch.zeros_like(spec.real), spec.angle())
+    torch.testing.assert_close(through_head, audio, rtol=0, atol=1e-4)
 
 
 @pytest.mark.parametrize("head, f", [("stft", 440.0), ("sines", 440.0), ("sines", 30.0), ("sines", 11000.0)])
@@ -442,7 +361,7 @@ def test_spectral_heads_hold_a_partial_between_the_hop_harmonics(head, f):
     for k in bins:
         target_log_magnitude[k] = math.log(10.0)
         wanted = 2 * math.pi * f * hop / sr - 2 * math.pi * k * hop / n_fft
-        target_deviation[k] = math.atanh(math.remainder(wanted, 2 * math.pi) / gen.max_deviation)
+        target_deviation[k] = math.atanh(math.remainder(wanted, 2 * math.pi) / gen.head.max_deviation)
     with torch.no_grad():
         gen.output_conv.weight.zero_()
         p = (target_log_magnitude - low) / (high - low)
@@ -465,7 +384,7 @@ def test_spectral_heads_hold_a_partial_between_the_hop_harmonics(head, f):
 
 def test_hann_transform_is_the_window_spectrum():
     """``hann_transform`` is the DFT of a Hann-windowed sinusoid (positive-frequency part), phase included."""
-    from waveforge.models.melgan import hann_transform
+    from waveforge.audio.stft import hann_transform
 
     n, kappa, theta = 1024, 37.37, 0.7
     t = torch.arange(n, dtype=torch.float64)
@@ -513,7 +432,7 @@ def test_spectral_heads_chunked_synthesis_carries_the_phase(head):
     assert context >= gen.receptive_field_frames
     with torch.no_grad():
         whole = ADAPTER.synthesize(gen, cond, 300 * 16, options)
-        chunked = torch.cat(list(ADAPTER.synthesize_chunked(gen, cond, 64, context, options)), dim=-1)
+        chunked = torch.cat(list(ADAPTER.synthesize_chunked(gen, cond, gen.hop_length, 64, context, options)), dim=-1)
     assert whole.shape == chunked.shape == (1, 1, 300 * 16)
     assert whole.abs().max() > 1e-2
     torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-5)

@@ -32,3 +32,15 @@ def test_lsd_of_a_known_gain_error():
     x = torch.sin(torch.arange(32000) * 0.3) * 0.5  # loud everywhere: the floor never applies at the peak bins
     lsd = log_spectral_distance(x, x * 10 ** (-3 / 20))
     assert 0 < lsd <= 3.0 + 1e-3  # a 3 dB gain error is at most 3 dB in every bin above the floor
+
+
+def test_mr_stft_metric_takes_reference_first():
+    """The metric is (reference, generated); the loss it wraps is (pred, target): the same number."""
+    from waveforge.losses.stft import mr_stft_loss_per_item
+
+    torch.manual_seed(0)
+    reference = torch.sin(torch.arange(8192) * 0.05)
+    generated = 0.3 * reference + 0.05 * torch.randn(8192)
+    expected = float(mr_stft_loss_per_item(generated.reshape(1, 1, -1), reference.reshape(1, 1, -1))[0])
+    assert mr_stft_distance(reference, generated) == expected
+    assert mr_stft_distance(generated, reference) != expected  # spectral convergence divides by the reference

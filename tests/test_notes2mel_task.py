@@ -13,11 +13,13 @@ from lightning.pytorch.loggers import TensorBoardLogger
 import waveforge
 import waveforge.audio
 from waveforge.audio.mel import MelSpectrogram
+from waveforge.data.maestro import MaestroIndex
 from waveforge.data.module import WaveformDataModule
 from waveforge.evaluate import evaluate_model
 from waveforge.features import feature_to_dict
 from waveforge.inference.modelfile import ModelFile, save_model_file
 from waveforge.inference.twostage import ComposedRenderer, NotesToMelSynthesizer, compose_checkpoint
+from waveforge.midi.roll import load_midi, piano_roll
 from waveforge.models.melgan import MelGANGenerator, MelGANGeneratorConfig
 from waveforge.tasks.callbacks import AudioLogger
 from waveforge.tasks.notes2mel import Notes2MelDiffusionTask, Notes2MelRegressionTask
@@ -110,7 +112,8 @@ def test_checkpoint_to_one_file_and_eval_of_both_forms(tiny_corpus, tmp_path):
     notes_path = save_model_file(tmp_path / "notes.safetensors", task.model_file())
     composed, notes = waveforge.load(composed_path), waveforge.load(notes_path)
     assert isinstance(composed, ComposedRenderer) and type(notes) is NotesToMelSynthesizer
-    roll = data.pieces("test", max_seconds=1.0)[0]["cond"].unsqueeze(0)
+    record = MaestroIndex(tiny_corpus).split("test")[0]  # the first second of a test piece's roll
+    roll = piano_roll(load_midi(record.midi_path), data.feature, 22050 // data.hop_length).unsqueeze(0)
     torch.testing.assert_close(composed.synthesize(roll), notes.synthesize(roll, vocoder=vocoder), rtol=0, atol=0)
 
     alone = evaluate_model(notes_path, tiny_corpus, max_pieces=1, seconds=1.0, griffin_lim_iters=4)

@@ -34,3 +34,21 @@ def test_spectrogram_of_a_non_audio_file_fails_cleanly(tmp_path, capsys):
     assert not out.exists()
     assert main(["spectrogram", str(_wav(tmp_path / "a.wav")), "-o", str(out), "--title", "x", "--title", "y"]) == 2
     assert not out.exists()
+
+
+def test_training_images_are_the_same_log_mel_figure():
+    """The TensorBoard callback's image is plots.log_mel_figure drawn to RGB: two rows, and the row
+    that holds a tone is brighter than the silent one."""
+    import torch
+
+    from waveforge.plots import log_mel_rgb
+    from waveforge.tasks.callbacks import _mel_image
+
+    t = torch.arange(22050) / 22050
+    tone, silence = 0.3 * torch.sin(2 * torch.pi * 440 * t), torch.zeros(22050)
+    image = _mel_image(tone, silence, 22050)
+    assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+    assert np.array_equal(image, log_mel_rgb([("reference", tone), ("generated", silence)], 22050))
+    rows = np.flatnonzero(image.std(axis=(1, 2)) > 0)  # drawn rows
+    top, bottom = image[: image.shape[0] // 2], image[image.shape[0] // 2 :]
+    assert len(rows) > 0 and top.astype(float).mean() != bottom.astype(float).mean()

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from conftest import require_kernel
 
 from waveforge.models.samplernn import SampleRNN, SampleRNNConfig
 
@@ -29,8 +30,8 @@ def _teacher_forced_steps(model: SampleRNN, targets: torch.Tensor, cond=None) ->
 def test_generation_with_ground_truth_reproduces_training_pass(conditioned, fast):
     from waveforge.kernels import samplernn as kernel
 
-    if fast and not kernel.available():
-        pytest.skip(kernel.unavailable_reason())
+    if fast:
+        require_kernel(kernel)
     model = _model(cond_channels=5 if conditioned else 0)
     fs1 = model.config.top_frame_size
     torch.manual_seed(1)
@@ -67,8 +68,7 @@ def test_fast_path_threads_split_columns_exactly(n_threads, use_mkl, monkeypatch
     from waveforge.kernels import primitives
     from waveforge.kernels import samplernn as kernel
 
-    if not kernel.available():
-        pytest.skip(kernel.unavailable_reason())
+    require_kernel(kernel)
     if not use_mkl:
         monkeypatch.setattr(primitives, "mkl", lambda: None)
     model, targets, cond, full = _teacher_forced_case()
@@ -81,8 +81,7 @@ def test_fast_generation_is_deterministic_and_independent_of_threads():
     output column is computed by one thread, in the same order whatever the split)."""
     from waveforge.kernels import samplernn as kernel
 
-    if not kernel.available():
-        pytest.skip(kernel.unavailable_reason())
+    require_kernel(kernel)
     model = _model(cond_channels=5)
     cond = torch.randn(3, 5, 4)
     for batch in (1, 3):
@@ -102,8 +101,7 @@ def test_float16_weights_are_close_and_auto_picks_them_where_bandwidth_bounds(mo
     from waveforge.kernels import primitives
     from waveforge.kernels import samplernn as kernel
 
-    if not kernel.available():
-        pytest.skip(kernel.unavailable_reason())
+    require_kernel(kernel)
     model, targets, cond, full = _teacher_forced_case()
     for batch in (1, 3):
         half = kernel.teacher_forced(model, targets[:batch], cond[:batch], weights="float16", n_threads=2)
@@ -129,8 +127,7 @@ def test_float16_weights_are_close_and_auto_picks_them_where_bandwidth_bounds(mo
 def test_packed_weights_are_cached_until_a_parameter_changes():
     from waveforge.kernels import samplernn as kernel
 
-    if not kernel.available():
-        pytest.skip(kernel.unavailable_reason())
+    require_kernel(kernel)
     model, targets, cond, full = _teacher_forced_case(batch=1)
     before = kernel.teacher_forced(model, targets, cond, n_threads=2)
     assert kernel._PACK_CACHE[model][1] is kernel._pack(model, kernel._Store("float32", None, 1), 2)

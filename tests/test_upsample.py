@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from waveforge.nn.upsample import ConditionUpsampler, init_transposed_conv_
+import math
+
+from waveforge.nn.upsample import ConditionUpsampler, default_scales, factor_hop, init_transposed_conv_
+from waveforge.tasks.gan import default_upsample_factors
 
 
 def _log_mel_like(frames: int = 40) -> torch.Tensor:
@@ -48,3 +51,24 @@ def test_transposed_conv_init_is_free_of_checkerboard(stride, kernel):
     assert (out - out[..., :1]).abs().max().item() <= 1e-5
     with pytest.raises(ValueError, match="kernel"):
         init_transposed_conv_(torch.nn.ConvTranspose1d(4, 4, 3, stride=1), 0.4)
+
+
+@pytest.mark.parametrize("hop, expected", [(256, [8, 8, 2, 2]), (300, [5, 5, 3, 2, 2]), (200, [8, 5, 5]), (1, [1]), (7, [7]), (512, [8, 8, 2, 2, 2])])
+def test_melgan_default_factors_keep_the_papers_split(hop, expected):
+    """The GAN task's default: at most two 8s, then 5s, 3s and 2s, as its docstring promises."""
+    assert default_upsample_factors(hop) == expected
+
+
+@pytest.mark.parametrize("hop, expected", [(256, [4, 4, 4, 4]), (300, [5, 5, 4, 3]), (160, [5, 4, 4, 2]), (1, [1]), (11 * 4, [11, 4])])
+def test_condition_upsampler_default_scales(hop, expected):
+    assert default_scales(hop) == expected
+    assert ConditionUpsampler(4, hop).scales == expected
+
+
+@pytest.mark.parametrize("hop", range(1, 400, 7))
+def test_factor_hop_multiplies_to_the_hop(hop):
+    for factors, limits in (((4, 2, 3, 5, 7), None), ((8, 5, 3, 2), {8: 2})):
+        got = factor_hop(hop, factors, limits)
+        assert math.prod(got) == hop and got == sorted(got, reverse=True)
+    with pytest.raises(ValueError, match="positive"):
+        factor_hop(0, (2,))

@@ -10,10 +10,18 @@ import torch
 from waveforge.cli import main
 from waveforge.inference.modelfile import ModelFile, read_model_file, save_model_file
 from waveforge.models.prior import PriorConfig, TransformerPrior
-from waveforge.models.vqvae import VectorQuantizer, VQVAEConfig, VQVAEHierarchy, VQVAELevel, VQVAELevelConfig
+from waveforge.models.vqvae import VectorQuantizer, VQVAEConfig, VQVAEHierarchy, VQVAELevel, VQVAELevelConfig, codebook_perplexity
 
 SR = 8000
 
+
+
+def _tiny_config(decoder: str = "feedforward") -> VQVAEConfig:
+    """The tiny preset, with WaveNet decoders (4 layers, width 8) when asked."""
+    if decoder == "feedforward":
+        return VQVAEConfig.tiny()
+    wavenet = dict(layers=4, cycles=2, residual_channels=8, gate_channels=16, skip_channels=8)
+    return VQVAEConfig.tiny(levels=[{**lv.__dict__, "decoder": decoder, "wavenet": wavenet} for lv in VQVAEConfig.tiny().levels])
 
 def _quantizer(codebook, decay=0.5, epsilon=0.0, threshold=0.4):
     codebook = torch.tensor(codebook, dtype=torch.float32)
@@ -107,7 +115,7 @@ def test_shapes_at_each_level():
 
 def test_wavenet_decoder_level_shapes():
     torch.manual_seed(0)
-    model = VQVAEHierarchy(VQVAEConfig.tiny(decoder="wavenet")).eval()
+    model = VQVAEHierarchy(_tiny_config("wavenet")).eval()
     out = model.levels[1](torch.randn(2, 1, 256) * 0.3)
     assert out.logits.shape == (2, 256, 256) and out.reconstruction is None
     codes = model.levels[1].encode(torch.randn(1, 1, 64) * 0.3)
@@ -117,7 +125,7 @@ def test_wavenet_decoder_level_shapes():
 @pytest.mark.parametrize("decoder", ["feedforward", "wavenet"])
 def test_decoder_conditioned_on_the_level_above(decoder):
     torch.manual_seed(0)
-    config = VQVAEConfig.tiny(decoder=decoder)
+    config = _tiny_config(decoder)
     config.condition_on_above = True
     model = VQVAEHierarchy(VQVAEConfig.from_dict(config.to_dict())).eval()
     assert [lv.conditioned for lv in model.levels] == [True, True, False]  # the top has nothing above
@@ -461,7 +469,7 @@ def test_evaluate_hierarchy_reports_usage_mr_stft_and_prior_bits(tmp_path, tiny_
     import pretty_midi
 
     from waveforge.data.maestro import write_metadata
-    from waveforge.inference.families.vqvae import evaluate_hierarchy
+    from waveforge.vqvae_eval import evaluate_hierarchy
 
     path, model = tiny_model_file
     (tmp_path / "2018").mkdir()
@@ -481,3 +489,24 @@ def test_evaluate_hierarchy_reports_usage_mr_stft_and_prior_bits(tmp_path, tiny_
     capsys.readouterr()
     assert main(["eval", str(path), "--data", str(tmp_path), "--split", "test", "-o", str(tmp_path / "eval.json")]) == 0
     assert json.loads((tmp_path / "eval.json").read_text())["levels"] == result["levels"]
+
+
+def test_codebook_perplexity_counts_equally_used_codes():
+    assert float(codebook_perplexity(torch.tensor([5.0, 5.0, 5.0, 5.0, 0.0]))) == pytest.approx(4.0)
+    assert float(codebook_perplexity(torch.tensor([0, 7, 0]))) == pytest.approx(1.0)
+    assert float(codebook_perplexity(torch.zeros(8))) == 0.0
+    counts = torch.tensor([1.0, 3.0])
+    entropy = -(0.25 * np.log(0.25) + 0.75 * np.log(0.75))
+    assert float(codebook_perplexity(counts)) == pytest.approx(np.exp(entropy), rel=1e-6)
+
+
+def test_stage_merging_lives_outside_the_training_task():
+    """export merges stages through models.vqvae_stages, so tasks.export never imports tasks.vqvae
+    (and inference/ no longer holds the hierarchy's evaluation)."""
+    import inspect
+
+    import waveforge.inference.families.vqvae as family
+    import waveforge.tasks.export as export
+
+    assert "tasks.vqvae" not in inspect.getsource(export) and "merge_stages" in inspect.getsource(export)
+    assert not hasattr(family, "evaluate_hierarchy")

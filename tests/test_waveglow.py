@@ -82,21 +82,23 @@ def test_log_det_equals_brute_force_jacobian(lu):
 
 @pytest.mark.parametrize("lu", [False, True])
 def test_time_major_inference_path_equals_module_path(lu):
+    from waveforge.kernels import waveglow as kernel
+
     model = _tiny(seed=5, lu_decomposed=lu, n_layers=3).eval()  # 3 layers: dilations 1, 2, 4 > some lengths' edges
     z = torch.randn(2, 4, 40)
     cond = torch.randn(2, 8, 10)
-    reference = model._reverse_modules(z, cond)
+    reference = model.reverse(z, cond)  # the default backend: through the modules
     with torch.inference_mode():
-        fast = model.reverse(z, cond)  # dispatches to the time-major GEMM path
-        assert model.couplings[0]._time_major_cache is not None
+        fast = model.reverse(z, cond, backend="fast")  # kernels.waveglow: the time-major GEMM path
+        assert model.couplings[0] in kernel._CACHE
     assert torch.allclose(fast, reference, atol=1e-5), (fast - reference).abs().max()
     # weight updates reach the fast path (its rearranged weights are cached like the inverses)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.01 * torch.randn_like(p))
-        assert torch.allclose(model.reverse(z, cond), model._reverse_modules(z, cond), atol=1e-5)
-    model.train()
-    assert all(c._time_major_cache is None for c in model.couplings)
+        assert torch.allclose(model.reverse(z, cond, backend="fast"), model.reverse(z, cond), atol=1e-5)
+    with pytest.raises(ValueError, match="backend"):
+        model.reverse(z, cond, backend="numba")
 
 
 def test_invertible_1x1_lu_matrix_matches_log_det():

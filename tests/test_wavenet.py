@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from conftest import require_kernel
 
 from waveforge.losses.logistic import discretized_mix_logistic_log_prob, sample_mix_logistic
 from waveforge.models.wavenet import WaveNet, WaveNetConfig
@@ -58,8 +59,7 @@ def test_cached_steps_equal_full_pass(case, fast):
     if fast:
         from waveforge.kernels import wavenet as kernel
 
-        if not kernel.available():
-            pytest.skip(kernel.unavailable_reason())
+        require_kernel(kernel)
     model = _model(**CASES[case])
     n_steps = N_STEPS_FAST if fast else N_STEPS_REFERENCE
     targets = _targets(model, n_steps)
@@ -81,8 +81,7 @@ def test_fast_batched_steps_equal_full_pass(threads):
     over 2 threads are split 3 + 2, so two packed layouts are used. A second call reuses the cached layouts."""
     from waveforge.kernels import wavenet as kernel
 
-    if not kernel.available():
-        pytest.skip(kernel.unavailable_reason())
+    require_kernel(kernel)
     model = _model(**CASES["mulaw-local-global"])
     n_steps = 256
     targets = _targets(model, n_steps, batch=5)
@@ -106,8 +105,7 @@ def test_fast_sampler_draws_the_softmax_distribution():
     give each class its softmax(logits / T) share, and top-p must renormalise over the nucleus."""
     from waveforge.kernels import wavenet as kernel
 
-    if not kernel.available():
-        pytest.skip(kernel.unavailable_reason())
+    require_kernel(kernel)
     rng = np.random.default_rng(0)
     logits = (3 * rng.standard_normal(256)).astype(np.float32)
     logits[7] = -200.0  # far below the rest: a probability under float32's range, never drawn
@@ -271,3 +269,16 @@ def test_falls_back_to_reference_loop_with_a_warning(monkeypatch):
     assert audio.shape == (1, 1, 32)
     with pytest.raises(RuntimeError, match="unavailable"):
         model.generate(32, backend="fast")
+
+
+def test_a_missing_kernel_fails_under_ci_and_skips_elsewhere(monkeypatch):
+    from waveforge.kernels import wavenet as kernel
+
+    monkeypatch.setattr(kernel, "available", lambda: False)
+    monkeypatch.setattr(kernel, "unavailable_reason", lambda: "numba could not be imported (test)")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="unavailable under CI: numba could not be imported"):
+        require_kernel(kernel)
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="numba could not be imported"):
+        require_kernel(kernel)

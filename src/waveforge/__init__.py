@@ -1,9 +1,5 @@
 """waveforge: waveform-domain music generation."""
 
-from waveforge import _openblas
-
-_openblas.choose_core()  # before anything imports NumPy: OpenBLAS picks its kernels when it loads
-
 __version__ = "0.1.0"
 
 

@@ -3,12 +3,12 @@
 The fused generation loops (:mod:`waveforge.kernels`) do their matrix products through numba's
 ``np.dot``, which calls the OpenBLAS that ships with SciPy. OpenBLAS chooses its kernels once, when
 the library loads, from the CPU's family and model; OpenBLAS 0.3.30 does not know AMD's family 26
-(Zen 5) and falls back to its AVX2 ("Haswell") kernels. Measured on a 2-core Zen 5 machine, a float32
-2048^3 product ran at 202 GFLOP/s with the fallback and 377 GFLOP/s with the AVX-512 ("SkylakeX")
-kernels; wavenet-small's batched generation went from 69,000 to 159,000 samples/s.
+(Zen 5) and falls back to its AVX2 ("Haswell") kernels, which on such a CPU reach about half the
+GEMM rate of its AVX-512 ("SkylakeX") kernels (``docs/benchmarks.md``).
 
 OpenBLAS reads ``OPENBLAS_CORETYPE`` when it loads, so :func:`choose_core` must run before NumPy or
-SciPy is imported; ``waveforge/__init__.py`` calls it first. It never overrides a value the user set,
+SciPy is imported. Importing waveforge changes no environment variable: the ``waveforge`` command
+(``cli.main``) and ``waveforge bench`` (``bench.run_benchmarks``) call it first. It never overrides a value the user set,
 and it sets "SkylakeX" only where the CPU has every AVX-512 subset that those kernels use (forcing
 them elsewhere would stop the process with an illegal instruction). Intel CPUs are left alone:
 OpenBLAS recognises them, and picks newer kernels than SkylakeX where they exist.

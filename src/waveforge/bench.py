@@ -66,8 +66,8 @@ def gemm_rates_gflops(n: int = 2048, repeats: int = 5) -> dict[str, float]:
     """Best-of float32 square matmul throughput of each BLAS in the process, on the current thread
     setting: PyTorch's (``torch.mm``: MKL on x86 wheels) and NumPy's (OpenBLAS, whose SciPy twin the
     numba kernels' ``np.dot`` calls). They can differ by 2x: on AMD CPUs MKL runs its AVX2 code
-    (measured on a 2-core Zen 5: 175-188 GFLOP/s), while OpenBLAS runs AVX-512 kernels where it knows
-    the CPU or ``OPENBLAS_CORETYPE`` says so (377 GFLOP/s there; see ``waveforge._openblas``)."""
+    while OpenBLAS runs AVX-512 kernels where it knows the CPU or ``OPENBLAS_CORETYPE`` says so
+    (see ``waveforge._openblas``)."""
     import numpy as np
 
     a, b = torch.randn(n, n), torch.randn(n, n)
@@ -122,6 +122,9 @@ def bench_gemm(ctx: BenchContext) -> Iterator[dict]:
 
 
 def run_benchmarks(only: list[str] | None = None, quick: bool = False, table: bool = True) -> list[dict]:
+    from waveforge import _openblas
+
+    _openblas.choose_core()  # for SciPy's OpenBLAS, loaded with the kernels; the re-executed process has it from the start
     if not all(os.environ.get(k) == v for k, v in _MALLOC_ENV.items()) and os.environ.get("WAVEFORGE_BENCH_NO_REEXEC") != "1":
         # re-run ourselves with the allocator settings in place (they must be set before start-up)
         env = {**os.environ, **_MALLOC_ENV, "WAVEFORGE_BENCH_NO_REEXEC": "1"}

@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder: <stem>.wav per input (<stem>-000.wav, ... for a batch of mels); never an input's own file")
     p.add_argument("--overwrite", action="store_true", help="replace output files that already exist (default: refuse)")
     p.add_argument("--compile", action="store_true",
-                   help="torch.compile the model (MelGAN: 12-22%% faster; compiling takes ~40 s, ~4 s once cached on disk)")
+                   help="torch.compile the model (MelGAN; needs a C++ compiler; the first call per input length compiles)")
     _add_synthesis_options(p)
     p.set_defaults(func=_cmd_vocode)
 
@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vocoder", type=Path, default=None,
                    help="the mel vocoder that turns a notes-to-mel model's mel into audio (sampling options apply to the notes model)")
     p.add_argument("--compile", action="store_true",
-                   help="torch.compile the model (MelGAN: 12-22%% faster; compiling takes ~40 s, ~4 s once cached on disk)")
+                   help="torch.compile the model (MelGAN; needs a C++ compiler; the first call per input length compiles)")
     _add_synthesis_options(p)
     p.set_defaults(func=_cmd_render)
 
@@ -460,8 +460,10 @@ def main(argv: list[str] | None = None) -> int:
     import signal
     import threading
 
+    from waveforge import _openblas
     from waveforge.utils.limits import MAX_SECONDS_ENV
 
+    _openblas.choose_core()  # before NumPy / SciPy load OpenBLAS, which picks its kernels then
     argv = list(sys.argv[1:] if argv is None else argv)
     max_seconds_before = os.environ.get(MAX_SECONDS_ENV)
     # fit is left to Lightning's own signal handling (graceful shutdown, SLURM requeue); its

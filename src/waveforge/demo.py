@@ -2,7 +2,7 @@
 
 1. synthesise a small MAESTRO-like corpus (FluidSynth, offline);
 2. train a small MelGAN mel vocoder and a small MelGAN MIDI renderer on it, each for a fixed
-   wall-clock budget;
+   wall-clock budget, from the packaged recipe ``demo.yaml`` through ``waveforge fit``'s code;
 3. vocode a held-out piece, render its MIDI, and compare with Griffin-Lim;
 4. write WAVs, a spectrogram comparison PNG and the metrics JSON, and say where they are.
 """
@@ -13,66 +13,29 @@ import json
 import logging
 import time
 import warnings
-from datetime import timedelta
 from pathlib import Path
 
-import torch
 
 DEMO_SAMPLE_RATE = 22050
 DEMO_SECONDS = 10.0
 
 
+#: the demo's training recipe (package data), run through the same LightningCLI code as ``waveforge fit``
+DEMO_RECIPE = Path(__file__).with_name("demo.yaml")
+
+
 def _train(corpus: Path, runs: Path, conditioning: str, seconds: float):
-    import lightning as L
-    from lightning.pytorch.loggers import TensorBoardLogger
+    """Fit :data:`DEMO_RECIPE` on ``corpus`` for ``seconds`` of wall-clock time; -> (task, generator steps)."""
+    from waveforge.tasks.cli import make_cli
 
-    from waveforge.data.module import SegmentEpochCallback, WaveformDataModule
-    from waveforge.features import feature_to_dict
-    from waveforge.tasks.callbacks import AudioLogger
-    from waveforge.tasks.gan import GANVocoderTask
-
-    data = WaveformDataModule(
-        root=str(corpus),
-        sample_rate=DEMO_SAMPLE_RATE,
-        hop_length=256,
-        conditioning=conditioning,
-        segment_length=8192,
-        batch_size=4,
-        num_workers=0,
-        segments_per_epoch=400,
-        max_val_segments=2,
-    )
-    task = GANVocoderTask(
-        sample_rate=DEMO_SAMPLE_RATE,
-        feature=feature_to_dict(data.feature),
-        initial_channels=256,
-        upsample_factors=[1, 1],  # the whole generator at the frame rate, then the sines head
-        upsampling="nearest",
-        output="sines",
-        discriminator="msd",
-        discriminator_size="tiny",
-        loss_weights={"adversarial": 1.0, "feature_matching": 2.0, "mel": 45.0, "mr_stft": 2.5, "dc": 100.0, "lsd": 2.3},
-        warmup_steps=10**6,  # the demo budget is all warm-up: spectral losses only
-        lr_generator=2e-4,
-        betas=(0.8, 0.99),
-    )
-    trainer = L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_time=timedelta(seconds=seconds),
-        max_steps=-1,
-        logger=TensorBoardLogger(str(runs), name=f"melgan-{conditioning}", version=""),
-        callbacks=[AudioLogger(n_examples=1), SegmentEpochCallback()],
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        val_check_interval=40,
-        check_val_every_n_epoch=None,
-        limit_val_batches=1,
-        num_sanity_val_steps=0,
-        log_every_n_steps=10,
-    )
-    trainer.fit(task, datamodule=data)
-    return task, int(task.generator_steps)
+    whole = max(1, round(seconds))
+    cli = make_cli([
+        "--config", str(DEMO_RECIPE), "--data.root", str(corpus), "--data.conditioning", conditioning,
+        "--trainer.default_root_dir", str(runs / f"melgan-{conditioning}"),
+        "--trainer.max_time", f"00:{whole // 3600:02d}:{whole // 60 % 60:02d}:{whole % 60:02d}",
+    ])
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)  # always afresh: no resuming from an earlier demo
+    return cli.model, int(cli.model.generator_steps)
 
 
 def run_demo(out: str | Path = "demo-out", minutes: float | None = None) -> dict:

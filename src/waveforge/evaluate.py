@@ -7,7 +7,7 @@ Families with a likelihood (WaveNet, SampleRNN, WaveGlow) also get the test audi
 log-likelihood in bits per sample, beside a unigram and a linear-predictor baseline fitted on the
 training split (:mod:`waveforge.likelihood`). Unconditional models get the likelihood alone, and a
 VQ-VAE hierarchy its per-level reconstruction, codebook usage and prior bits per code
-(:func:`waveforge.inference.families.vqvae.evaluate_hierarchy`).
+(:func:`waveforge.vqvae_eval.evaluate_hierarchy`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import torch
 import waveforge
 from waveforge.audio.griffinlim import griffin_lim
 from waveforge.audio.io import audio_info, load_audio
-from waveforge.audio.mel import MelConfig
+from waveforge.audio.mel import MelConfig, analysis_mel_config
 from waveforge.data.maestro import MaestroIndex
 from waveforge.errors import BadInputError
 from waveforge.inference.families import SynthesisOptions
@@ -62,7 +62,7 @@ def evaluate_model(
     if transcriber is not None and (synth.family == "vqvae" or synth.feature is None):
         raise BadInputError(model, "--notes scores conditioned synthesis (a mel vocoder or a MIDI renderer); this model is unconditional")
     if synth.family == "vqvae":  # no conditioning and no single likelihood: per-level figures instead
-        from waveforge.inference.families.vqvae import evaluate_hierarchy
+        from waveforge.vqvae_eval import evaluate_hierarchy
 
         return evaluate_hierarchy(model, data_root, split=split, seconds=seconds, max_pieces=max_pieces)
     from waveforge.inference.twostage import ComposedRenderer, NotesToMelSynthesizer
@@ -73,7 +73,7 @@ def evaluate_model(
         result = evaluate_mel_stage(synth, data_root, split, max_pieces, seconds, options, griffin_lim_iters, transcriber, fluidsynth_soundfont)
         return {"model": str(Path(model)), **result}
     feature = synth.feature
-    has_likelihood = hasattr(synth.adapter, "log_likelihood")
+    has_likelihood = synth.adapter.likelihood_kind(synth.model) is not None
     if feature is None and not has_likelihood:
         raise BadInputError(model, "eval compares conditioned synthesis with a baseline; this model is unconditional and has no likelihood (use `waveforge sample`)")
     index = MaestroIndex(data_root)
@@ -92,7 +92,7 @@ def evaluate_model(
             "elapsed_s": round(time.perf_counter() - t0, 1),
         }
     # metrics always use one fixed mel analysis at the model's rate, whatever the model's features
-    metric_mel = MelConfig(sample_rate=synth.sample_rate, f_max=min(8000.0, synth.sample_rate / 2))
+    metric_mel = analysis_mel_config(synth.sample_rate)
     hop = feature.hop_length
     model_rows, baseline_rows = [], []
     note_rows: dict[str, list[dict[str, float]]] = {}

@@ -16,7 +16,7 @@ def mr_stft_distance(reference: torch.Tensor, generated: torch.Tensor) -> float:
     """The multi-resolution STFT loss (spectral convergence + log magnitude, three resolutions) as a
     distance between two signals (lower is better)."""
     reference, generated = _aligned(reference, generated)
-    return float(stft_losses.mr_stft_distance(generated.reshape(1, 1, -1), reference.reshape(1, 1, -1))[0])
+    return float(stft_losses.mr_stft_loss_per_item(generated.reshape(1, 1, -1), reference.reshape(1, 1, -1))[0])
 
 
 def log_spectral_distance(reference: torch.Tensor, generated: torch.Tensor, n_fft: int = 2048, hop: int = 512, floor_db: float = -80.0) -> float:

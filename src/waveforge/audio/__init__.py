@@ -1,9 +1,10 @@
-"""Signal processing with no learning: file I/O, resampling, mu-law, log-mel, Griffin-Lim."""
+"""Signal processing with no learning: file I/O, resampling, mu-law, the hop-aligned STFT, log-mel, Griffin-Lim."""
 
 from waveforge.audio.griffinlim import griffin_lim, mel_to_linear
 from waveforge.audio.io import AudioInfo, audio_info, load_audio, resample, save_audio
-from waveforge.audio.mel import MelConfig, MelSpectrogram, log_mel_spectrogram, mel_filterbank, stft_magnitude
+from waveforge.audio.mel import MelConfig, MelSpectrogram, log_mel_spectrogram, mel_filterbank
 from waveforge.audio.mulaw import mu_law_decode, mu_law_encode
+from waveforge.audio.stft import hop_aligned_istft, hop_aligned_stft, stft_magnitude
 
 __all__ = [
     "AudioInfo",
@@ -11,6 +12,8 @@ __all__ = [
     "MelSpectrogram",
     "audio_info",
     "griffin_lim",
+    "hop_aligned_istft",
+    "hop_aligned_stft",
     "load_audio",
     "log_mel_spectrogram",
     "mel_filterbank",

@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn.functional as F
 import torchaudio.functional as AF
 from torch import nn
+
+from waveforge.audio.stft import hop_aligned_pad, stft_magnitude
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,12 @@ class MelConfig:
         return {"kind": "mel", **asdict(self)}
 
 
+def analysis_mel_config(sample_rate: int) -> MelConfig:
+    """The mel that metrics, losses and pictures compare audio with, whatever a model's own feature is:
+    the default bands up to 8 kHz, or up to Nyquist below 16 kHz."""
+    return MelConfig(sample_rate=sample_rate, f_max=min(8000.0, sample_rate / 2))
+
+
 def mel_filterbank(config: MelConfig) -> torch.Tensor:
     """Slaney-style mel filterbank, ``(n_mels, n_fft // 2 + 1)``; equals ``librosa.filters.mel``."""
     fb = AF.melscale_fbanks(
@@ -57,33 +64,6 @@ def mel_filterbank(config: MelConfig) -> torch.Tensor:
         mel_scale="slaney",
     )  # (n_freqs, n_mels)
     return fb.T.contiguous()
-
-
-def hop_aligned_pad(audio: torch.Tensor, n_fft: int, hop_length: int) -> torch.Tensor:
-    """Pad ``(..., T)`` by ``(n_fft - hop)/2`` each side (reflect where the signal is long enough)."""
-    total = n_fft - hop_length
-    left, right = total // 2, total - total // 2
-    shape = audio.shape
-    flat = audio.reshape(-1, 1, shape[-1])
-    mode = "reflect" if shape[-1] > max(left, right) else "constant"
-    flat = F.pad(flat, (left, right), mode=mode)
-    return flat.reshape(*shape[:-1], flat.shape[-1])
-
-
-def stft_magnitude(audio: torch.Tensor, n_fft: int, hop_length: int, win_length: int, window: torch.Tensor) -> torch.Tensor:
-    """Hop-aligned STFT magnitude: ``(..., T)`` -> ``(..., n_fft//2 + 1, T // hop_length)``.
-
-    Half-precision audio (a network's output under bf16 / fp16 mixed precision) is transformed in
-    float32: neither MKL's nor cuFFT's FFT takes bfloat16, and a half-precision spectrum would lose
-    the quiet bins that the log-magnitude losses weigh."""
-    if audio.dtype in (torch.float16, torch.bfloat16):
-        audio = audio.float()
-    window = window.to(audio.dtype)
-    shape = audio.shape
-    padded = hop_aligned_pad(audio, n_fft, hop_length).reshape(-1, shape[-1] + n_fft - hop_length)
-    spec = torch.stft(padded, n_fft, hop_length, win_length, window, center=False, return_complex=True)
-    mag = torch.sqrt(spec.real.square() + spec.imag.square() + 1e-9)
-    return mag.reshape(*shape[:-1], mag.shape[-2], mag.shape[-1])
 
 
 def log_mel_spectrogram(

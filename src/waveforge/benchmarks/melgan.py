@@ -1,14 +1,13 @@
 """MelGAN vocoding speed: the paper generator (and the half-width one) at 22.05 kHz, hop 256.
 
-``melgan-<size>/vocode`` times :func:`waveforge.models.melgan_fast.prepare_for_inference` (what a
-deployed model should run) on a random 80-band mel; ``melgan-<size>/vocode-reference`` times the plain
-module with weight norm removed (the public reference implementation's inference path), on the same
-input, so the two compare directly. FLOPs are counted analytically
-(:func:`waveforge.models.melgan.melgan_generator_flops`: 7.78 GFLOP per second of audio for the paper
-generator). ``max_abs_diff`` is the largest difference between the two outputs.
-``melgan-paper/vocode-compiled`` times the plain module through ``torch.compile`` (opt-in:
-``waveforge vocode --compile``). ``melgan-cpu-sines/vocode`` times the cpu recipe's generator (frame rate, sines head; its FLOPs count
-the convolutions and the inverse FFTs, not the oscillators' lobes).
+``melgan-<size>/vocode`` times what ``waveforge vocode`` runs: the generator saved as a model file,
+loaded with :func:`waveforge.load`, and ``Synthesizer.synthesize`` on a random 80-band mel (in the
+adapter's chunks with their context). ``max_abs_diff`` is its largest difference from one
+whole-input pass of the plain module. FLOPs are counted analytically
+(:func:`melgan_generator_flops`). ``melgan-paper/vocode-compiled`` is the
+same after ``Synthesizer.compile()`` (``waveforge vocode --compile``, opt-in).
+``melgan-cpu-sines/vocode`` is the cpu recipe's generator (frame rate, sines head; its FLOPs count
+the convolutions and the inverse FFTs, not the oscillators' lobes), also through the Synthesizer.
 
 Besides wall-time figures (median of warm runs), each figure has ``core_efficiency``: FLOPs per
 second of process CPU time (all threads) over one thread's GEMM peak measured in CPU time
@@ -20,16 +19,48 @@ barrier count as busy, as they should.
 
 from __future__ import annotations
 
+import math
+import tempfile
 import time
+from pathlib import Path
 from typing import Iterator
 
 import torch
 
+import waveforge
+from waveforge.audio.mel import MelConfig
 from waveforge.bench import BenchContext, register, time_median
-from waveforge.models.melgan import MelGANGenerator, MelGANGeneratorConfig, melgan_generator_flops
-from waveforge.models.melgan_fast import prepare_for_inference
+from waveforge.inference.modelfile import ModelFile, save_model_file
+from waveforge.models.melgan import MelGANGenerator, MelGANGeneratorConfig, transposed_conv_geometry
 
 SAMPLE_RATE = 22050
+
+
+def melgan_generator_flops(config: MelGANGeneratorConfig, n_frames: int) -> float:
+    """Multiply-adds x 2 of the generator's convolutions for ``n_frames`` input frames (no bias/activation terms).
+
+    A transposed conv with kernel ``k`` and stride ``r`` does ``C_in * C_out * k`` MACs per input
+    sample, i.e. ``C_in * C_out * k / r`` per output sample; nearest-neighbour upsampling's width-3
+    conv does ``3 C_in C_out`` per input sample.
+    """
+    c = config
+    macs = c.cond_channels * c.initial_channels * c.input_kernel_size * n_frames
+    channels, length = c.initial_channels, n_frames
+    for factor in c.upsample_factors:
+        k = 3 if c.upsampling == "nearest" else transposed_conv_geometry(factor)[0]
+        out_channels = channels // 2
+        macs += channels * out_channels * k * length
+        length *= factor
+        per_unit = out_channels * out_channels * (c.residual_kernel_size + 1 + 1)
+        macs += len(c.residual_dilations) * per_unit * length
+        channels = out_channels
+    if c.output == "waveform":
+        macs += channels * 1 * c.output_kernel_size * length
+        return 2.0 * macs
+    n_bins = c.n_fft // 2 + 1
+    macs += channels * 2 * n_bins * c.output_kernel_size * length
+    # the inverse real FFT per frame, at the usual 2.5 N log2 N real operations
+    return 2.0 * macs + 2.5 * c.n_fft * math.log2(c.n_fft) * length
 
 
 def _core_gemm_peak_gflops(n: int = 1024, repeats: int = 7) -> float:
@@ -67,72 +98,67 @@ def _cpu_seconds(fn, repeats: int) -> float:
     return sorted(times)[len(times) // 2]
 
 
+def _loaded(config: MelGANGeneratorConfig, folder: Path):
+    """A freshly initialised generator (seed 0) as ``waveforge vocode`` sees it: saved, then loaded."""
+    torch.manual_seed(0)
+    generator = MelGANGenerator(config)
+    path = save_model_file(folder / "melgan.safetensors", ModelFile("melgan", config.to_dict(), MelConfig(), SAMPLE_RATE, generator.state_dict()))
+    return waveforge.load(path)
+
+
+def _vocode_figure(name: str, synth, cond: torch.Tensor, flops: float, audio_seconds: float, ctx: BenchContext, core_peak: float) -> dict:
+    with torch.inference_mode():
+        expected = synth.model(cond)
+        max_diff = float((synth.synthesize(cond) - expected.clamp(-1.0, 1.0)).abs().max())
+    wall = time_median(lambda: synth.synthesize(cond), repeats=ctx.repeats, warmup=1)
+    cpu = _cpu_seconds(lambda: synth.synthesize(cond), repeats=ctx.repeats)
+    return {
+        "name": name,
+        "x_realtime": round(audio_seconds / wall, 2),
+        "gflops": flops / wall / 1e9,
+        "core_efficiency": round(flops / cpu / 1e9 / core_peak, 3),
+        "core_gemm_peak_gflops": round(core_peak, 1),
+        "audio_seconds": round(audio_seconds, 2),
+        "gflop_per_audio_second": round(flops / audio_seconds / 1e9, 3),
+        "chunk_frames": synth.chunk_frames,
+        "max_abs_diff": max_diff,
+    }
+
+
 @register("melgan")
 def bench_melgan(ctx: BenchContext) -> Iterator[dict]:
     seconds = 2.0 if ctx.quick else 5.0
     core_peak = _core_gemm_peak_gflops()
-    for size in ("paper", "small"):
-        torch.manual_seed(0)
-        config = getattr(MelGANGeneratorConfig, size)()
-        reference = MelGANGenerator(config).eval().remove_weight_norm()
-        fast = prepare_for_inference(reference)
-        n_frames = round(seconds * SAMPLE_RATE / config.hop_length)
-        audio_seconds = n_frames * config.hop_length / SAMPLE_RATE
-        cond = torch.randn(1, config.cond_channels, n_frames)
-        flops = melgan_generator_flops(config, n_frames)
-        with torch.inference_mode():
-            max_diff = float((fast(cond) - reference(cond)).abs().max())
-        for suffix, model in (("vocode", fast), ("vocode-reference", reference)):
-            with torch.inference_mode():
-                wall = time_median(lambda: model(cond), repeats=ctx.repeats, warmup=1)
-                cpu = _cpu_seconds(lambda: model(cond), repeats=ctx.repeats)
-            yield {
-                "name": f"melgan-{size}/{suffix}",
-                "x_realtime": round(audio_seconds / wall, 2),
-                "gflops": flops / wall / 1e9,
-                "core_efficiency": round(flops / cpu / 1e9 / core_peak, 3),
-                "core_gemm_peak_gflops": round(core_peak, 1),
-                "audio_seconds": round(audio_seconds, 2),
-                "gflop_per_audio_second": round(flops / audio_seconds / 1e9, 2),
-                "max_abs_diff": max_diff,
-            }
-        if size == "paper":
-            yield _compiled_figure(reference, cond, flops, audio_seconds, ctx)
-    # the cpu recipe's generator: 512 channels at the frame rate, then the sines head (what
-    # `waveforge vocode` runs for that recipe's model file: the plain module, weight norm removed)
-    torch.manual_seed(0)
-    config = MelGANGeneratorConfig(initial_channels=512, upsample_factors=[1, 1], upsampling="nearest", output="sines", n_fft=1024)
-    model = MelGANGenerator(config).eval().remove_weight_norm()
-    n_frames = round(seconds * SAMPLE_RATE / config.hop_length)
-    audio_seconds = n_frames * config.hop_length / SAMPLE_RATE
-    cond = torch.randn(1, config.cond_channels, n_frames) - 5
-    flops = melgan_generator_flops(config, n_frames)
-    with torch.inference_mode():
-        wall = time_median(lambda: model(cond), repeats=ctx.repeats, warmup=1)
-    yield {
-        "name": "melgan-cpu-sines/vocode",
-        "x_realtime": round(audio_seconds / wall, 2),
-        "gflops": flops / wall / 1e9,
-        "audio_seconds": round(audio_seconds, 2),
-        "gflop_per_audio_second": round(flops / audio_seconds / 1e9, 3),
-    }
+    # the cpu recipe's generator: 512 channels at the frame rate, then the sines head
+    cpu_sines = MelGANGeneratorConfig(initial_channels=512, upsample_factors=[1, 1], upsampling="nearest", output="sines", n_fft=1024)
+    with tempfile.TemporaryDirectory() as folder:
+        for size, config in (("paper", MelGANGeneratorConfig.paper()), ("small", MelGANGeneratorConfig.small()), ("cpu-sines", cpu_sines)):
+            synth = _loaded(config, Path(folder))
+            n_frames = round(seconds * SAMPLE_RATE / config.hop_length)
+            audio_seconds = n_frames * config.hop_length / SAMPLE_RATE
+            cond = torch.randn(1, config.cond_channels, n_frames) - 5  # about a log-mel's level
+            flops = melgan_generator_flops(config, n_frames)
+            yield _vocode_figure(f"melgan-{size}/vocode", synth, cond, flops, audio_seconds, ctx, core_peak)
+            if size == "paper":
+                yield _compiled_figure(synth, cond, flops, audio_seconds, ctx)
 
 
-def _compiled_figure(reference, cond, flops: float, audio_seconds: float, ctx: BenchContext) -> dict:
-    """``melgan-paper/vocode-compiled``: the plain module through ``torch.compile`` (``Synthesizer.compile``,
-    ``waveforge vocode --compile``); compile time reported apart, outputs checked against eager."""
+def _compiled_figure(synth, cond, flops: float, audio_seconds: float, ctx: BenchContext) -> dict:
+    """``melgan-paper/vocode-compiled``: ``Synthesizer.compile()`` then ``synthesize`` (``waveforge vocode
+    --compile``); compile time reported apart, outputs checked against eager."""
     from waveforge.inference.synthesizer import cxx_compiler_available
 
     name = "melgan-paper/vocode-compiled"
     if not cxx_compiler_available():
         return {"name": name, "skipped": "no C++ compiler for torch.compile"}
-    compiled = torch.compile(reference)
     with torch.inference_mode():
-        t0 = time.perf_counter()
-        out = compiled(cond)
-        compile_seconds = time.perf_counter() - t0
-        max_diff = float((out - reference(cond)).abs().max())
-        wall = time_median(lambda: compiled(cond), repeats=ctx.repeats, warmup=1)
+        eager = synth.synthesize(cond)
+    synth.compile()
+    t0 = time.perf_counter()
+    out = synth.synthesize(cond)
+    compile_seconds = time.perf_counter() - t0
+    max_diff = float((out - eager).abs().max())
+    wall = time_median(lambda: synth.synthesize(cond), repeats=ctx.repeats, warmup=1)
     return {
         "name": name,
         "x_realtime": round(audio_seconds / wall, 2),

@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader
 from waveforge.audio.mel import MelConfig
 from waveforge.data.cache import ResampleCache, default_cache_dir
 from waveforge.data.maestro import MaestroIndex
-from waveforge.data.segments import FixedSegmentDataset, PieceDataset, SegmentDataset, check_segment_length
+from waveforge.data.segments import FixedSegmentDataset, SegmentDataset, check_segment_length
 from waveforge.features import FeatureConfig
 from waveforge.midi.roll import PianoRollConfig
 from waveforge.utils.progress import progress
@@ -264,10 +264,3 @@ class WaveformDataModule(L.LightningDataModule):
         if self.test_set is None:
             self.setup("test")
         return self._loader(self.test_set, self.val_batch_size, drop_last=False)
-
-    # -- evaluation ----------------------------------------------------------------------------
-    def pieces(self, split: str = "test", max_seconds: float | None = None, max_pieces: int | None = None) -> PieceDataset:
-        """Whole pieces of ``split`` with their conditioning, for ``waveforge eval``."""
-        return PieceDataset(
-            self.root, split, self.sample_rate, self.hop_length, self._feature, max_seconds, max_pieces, self.cache_dir
-        )

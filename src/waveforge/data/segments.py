@@ -1,6 +1,6 @@
 """Segments of MAESTRO-layout pieces with their frame-aligned conditioning.
 
-Three map-style datasets over the pieces of one split, all yielding the same item::
+Two map-style datasets over the pieces of one split, all yielding the same item::
 
     {"audio": (1, T) float32,       # mono, model rate, T a multiple of hop_length
      "cond": (C, F) float32,        # F = T // hop_length; C = n_mels or 264; absent when unconditional
@@ -10,7 +10,6 @@ Three map-style datasets over the pieces of one split, all yielding the same ite
 * :class:`SegmentDataset` (training): ``segments_per_epoch`` random crops; crop ``i`` of epoch ``e``
   comes from a generator seeded by ``(seed, e, i)``.
 * :class:`FixedSegmentDataset` (validation / test): crops at fixed, evenly spaced places.
-* :class:`PieceDataset` (evaluation): whole pieces, or their first ``max_seconds``.
 
 Alignment. Crop offsets are multiples of ``hop_length``, so the crop starts on a frame boundary:
 the log-mel is computed on the crop itself (``MelSpectrogram`` gives exactly ``T // hop`` frames),
@@ -23,7 +22,6 @@ rate is read from its resample-once cache entry (:mod:`waveforge.data.cache`).
 
 from __future__ import annotations
 
-import math
 import os
 from collections import OrderedDict
 from pathlib import Path
@@ -41,7 +39,7 @@ from waveforge.data.maestro import MaestroIndex, MaestroRecord
 from waveforge.errors import BadInputError
 from waveforge.features import FeatureConfig
 from waveforge.midi.roll import N_KEYS, PianoRollConfig, load_midi, piano_roll
-from waveforge.utils.progress import progress
+from waveforge.utils.progress import progress as progress_bar
 
 # Exactly the float32 values piano_roll writes for velocity v (float32(v / 127.0)), so a packed
 # roll unpacks bit-for-bit.
@@ -138,9 +136,9 @@ class _SplitDataset(Dataset):
     def cond_channels(self) -> int:
         return 0 if self.feature is None else self.feature.channels
 
-    def prepare(self, show_progress: bool = False) -> None:
+    def prepare(self, progress: bool = False) -> None:
         """Create every missing resample-cache entry now (instead of lazily in the workers)."""
-        for piece in progress(range(len(self.pieces)), desc=f"resampling to {self.sample_rate} Hz", enabled=show_progress):
+        for piece in progress_bar(range(len(self.pieces)), desc=f"resampling to {self.sample_rate} Hz", enabled=progress):
             self.audio_path(piece)
 
     def audio_path(self, piece: int) -> Path:
@@ -302,43 +300,8 @@ class FixedSegmentDataset(_SplitDataset):
         return self.window(piece, offset, self.segment_length)
 
 
-class PieceDataset(_SplitDataset):
-    """Whole pieces for evaluation, one item per piece: ``T = (length // hop) * hop`` samples, or
-    only the first ``max_seconds`` (rounded down to whole hops). Items differ in length: iterate,
-    or use a DataLoader with ``batch_size=1``."""
-
-    def __init__(
-        self,
-        root: str | os.PathLike | MaestroIndex,
-        split: str,
-        sample_rate: int,
-        hop_length: int,
-        feature: FeatureConfig | None = None,
-        max_seconds: float | None = None,
-        max_pieces: int | None = None,
-        cache_dir: str | os.PathLike | None = None,
-    ):
-        super().__init__(root, split, sample_rate, hop_length, feature, cache_dir, roll_cache_mb=0.0)
-        if max_seconds is not None and max_seconds * sample_rate < hop_length:
-            raise ValueError(f"max_seconds={max_seconds} is shorter than one hop")
-        self.max_seconds = max_seconds
-        self.n_pieces = len(self.pieces) if max_pieces is None else min(max_pieces, len(self.pieces))
-
-    def __len__(self) -> int:
-        return self.n_pieces
-
-    def __getitem__(self, index: int) -> dict:
-        if not 0 <= index < self.n_pieces:
-            raise IndexError(f"piece {index} out of range for {self.n_pieces} pieces")
-        n = int(self.lengths[index])
-        if self.max_seconds is not None:
-            n = min(n, math.floor(self.max_seconds * self.sample_rate))
-        return self.window(index, 0, n // self.hop_length * self.hop_length)
-
-
 __all__ = [
     "FixedSegmentDataset",
-    "PieceDataset",
     "SegmentDataset",
     "check_segment_length",
     "pack_roll",

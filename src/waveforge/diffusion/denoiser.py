@@ -123,6 +123,14 @@ class Denoiser(nn.Module):
     def scalings(self, sigma: Tensor) -> Scalings:
         return scalings(self.prediction, sigma, self.sigma_data)
 
+    def for_sampling(self) -> "Denoiser":
+        """The same denoiser around the backbone's sampling form (its ``for_sampling()``, e.g.
+        :meth:`waveforge.models.DiffWave.sampling_pass`), or ``self`` when it has none. Weights are shared."""
+        for_sampling = getattr(self.inner_model, "for_sampling", None)
+        if for_sampling is None:
+            return self
+        return Denoiser(for_sampling(), self.prediction, self.sigma_data)
+
     def prepare(self, cond: Any, drop: Tensor | None = None) -> Any:
         """Per-call conditioning the backbone can reuse at every step (its ``prepare``), if it has one.
 

@@ -53,6 +53,7 @@ def generate(
     The conditioning is prepared once (upsampled and projected for every layer) and reused by every
     step; with ``config.guidance != 1`` the conditional and null-conditioned passes run as one batch.
     """
+    denoiser = denoiser.for_sampling()  # the backbone's sampling pass (DiffWave: in place, no autograd)
     param = next(denoiser.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None else torch.float32

@@ -17,7 +17,7 @@ from waveforge.audio.io import load_audio
 from waveforge.audio.mel import MelConfig, MelSpectrogram
 from waveforge.errors import BadInputError
 from waveforge.features import FeatureConfig
-from waveforge.inference.families import FamilyAdapter, SynthesisOptions, chunked_synthesis, get_adapter
+from waveforge.inference.families import FamilyAdapter, SynthesisOptions, get_adapter
 from waveforge.inference.modelfile import ModelFile, read_model_file
 from waveforge.inference.validation import build_model
 from waveforge.inference.inputs import check_playable, check_real_array, read_npy
@@ -28,12 +28,11 @@ from waveforge.utils.limits import check_seconds
 class Synthesizer:
     """``vocode(audio_or_mel)``, ``render(midi)`` and ``sample(seconds)`` for any family.
 
-    Long conditioned inputs are synthesised in chunks of ``chunk_frames`` frames, each with
-    ``adapter.chunk_context_frames`` frames of context on both sides that are computed and then
-    dropped, so memory stays bounded and the seams match a whole-input pass. An adapter may
-    choose the chunk (``chunk_frames(model)``) and the context (``context_frames(model)``) per
-    model, and chunk by itself
-    (``synthesize_chunked``: MelGAN's spectral heads carry their running phase from chunk to chunk).
+    Long conditioned inputs are synthesised in chunks of ``adapter.chunk_frames(model)`` frames, each
+    with ``adapter.context_frames(model)`` frames of context on both sides that are computed and then
+    dropped, so memory stays bounded and the seams match a whole-input pass; families whose
+    ``context_frames`` is ``None`` synthesise whole inputs. The chunks come from
+    ``adapter.synthesize_chunked`` (MelGAN's spectral heads carry their running phase from chunk to chunk).
     """
 
     def __init__(self, model: nn.Module, adapter: FamilyAdapter, model_file: ModelFile, chunk_frames: int | None = None):
@@ -43,8 +42,8 @@ class Synthesizer:
         self.family = model_file.family
         self.feature: FeatureConfig | None = model_file.feature
         self.sample_rate = model_file.sample_rate
-        if chunk_frames is None:  # the family's preference (MelGAN: small chunks stay in cache), else 512
-            chunk_frames = adapter.chunk_frames(model) if hasattr(adapter, "chunk_frames") else 512
+        if chunk_frames is None:  # the family's preference (MelGAN: small chunks stay in cache)
+            chunk_frames = adapter.chunk_frames(model)
         self.chunk_frames = chunk_frames
         self._mel = MelSpectrogram(self.feature) if isinstance(self.feature, MelConfig) else None
 
@@ -53,20 +52,17 @@ class Synthesizer:
         model_file = read_model_file(path)
         adapter = get_adapter(model_file.family, str(path))
         model = build_model(str(path), adapter, model_file).to(device).eval()
-        if hasattr(adapter, "synthesizer_class"):  # a family with its own front end (notes2mel: two stages)
-            return adapter.synthesizer_class(model)(model, adapter, model_file)
-        return cls(model, adapter, model_file)
+        front = adapter.synthesizer_class(model)  # a family with its own front end (notes2mel: two stages)
+        return (front or cls)(model, adapter, model_file)
 
     def compile(self) -> "Synthesizer":
         """``torch.compile`` the model (families whose adapter allows it: MelGAN), in place; returns self.
 
-        Inductor fuses the activations and paddings into its generated C++ loops: the paper MelGAN
-        generator vocoded 12-22% faster than eager on 2 CPU cores in three runs (`waveforge bench`: ``melgan-paper/vocode-compiled``),
-        outputs equal to float32 rounding. The first call for each input length compiles: about 40 s
-        for the paper generator, 4 s once Inductor has cached the code on disk; so it pays off on
-        long inputs and in long-lived processes.
+        Inductor fuses the activations and paddings into its generated C++ loops (``waveforge bench``:
+        ``melgan-paper/vocode-compiled``); outputs equal eager mode to float32 rounding. The first call
+        for each input length compiles, so it pays off on long inputs and in long-lived processes.
         """
-        if not getattr(self.adapter, "compilable", False):
+        if not self.adapter.compilable:
             raise BadInputError(None, f"compiling is available for MelGAN models, not {self.family}")
         if not cxx_compiler_available():
             raise BadInputError(None, "compiling needs a C++ compiler for torch.compile (g++ or clang++); none was found")
@@ -194,18 +190,14 @@ class Synthesizer:
         cond = cond.to(self.device)
         hop = self.hop_length
         n_frames = cond.shape[-1]
-        context = self.adapter.chunk_context_frames
-        if context is not None and hasattr(self.adapter, "context_frames"):
-            context = self.adapter.context_frames(self.model)
+        context = self.adapter.context_frames(self.model)
         _with_seed(options)
         with torch.inference_mode():
             if context is None or n_frames <= self.chunk_frames:
                 whole = cond if isinstance(cond, torch.Tensor) else cond[..., 0:n_frames]
                 pieces = iter([self.adapter.synthesize(self.model, whole, n_frames * hop, options)])
-            elif hasattr(self.adapter, "synthesize_chunked"):  # families whose chunks carry state
-                pieces = self.adapter.synthesize_chunked(self.model, cond, self.chunk_frames, context, options)
-            else:
-                pieces = chunked_synthesis(self.adapter, self.model, cond, hop, self.chunk_frames, context, options)
+            else:  # families whose chunks carry state override synthesize_chunked (MelGAN's running phase)
+                pieces = self.adapter.synthesize_chunked(self.model, cond, hop, self.chunk_frames, context, options)
             for piece in pieces:
                 yield _finite_output(where, piece)
 

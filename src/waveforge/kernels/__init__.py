@@ -1,8 +1,12 @@
-"""Fused inner loops for autoregressive generation (numba, compiled at first use and cached on disk).
+"""Faster equivalents of the models' reference math, one module per family, each chosen by an
+explicit argument of the model (``backend=``) and tested equal to the reference path.
 
-Each kernel module exposes ``available()``, ``unavailable_reason()`` and functions that take a
-PyTorch model, so callers fall back to the PyTorch reference path when numba is missing, and
-when the model is not on the CPU (:func:`runs_on`).
+* ``wavenet``, ``samplernn``: fused inner loops for autoregressive generation (numba, compiled at
+  first use and cached on disk); they expose ``available()`` and ``unavailable_reason()``, so
+  callers fall back to the PyTorch loop when numba is missing, and when the model is not on the
+  CPU (:func:`runs_on`).
+* ``waveglow``: the flow's inverse as time-major GEMMs (PyTorch only).
+* ``primitives``: the spin barrier, float16 weights and MKL's packed GEMM the numba loops share.
 """
 
 from __future__ import annotations

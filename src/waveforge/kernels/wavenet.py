@@ -40,6 +40,7 @@ except Exception as e:  # pragma: no cover - depends on the environment
     _IMPORT_ERROR = f"numba could not be imported ({type(e).__name__}: {e})"
 
 from waveforge.kernels import primitives as _prim
+from waveforge.utils.progress import progress as progress_bar
 
 try:  # to keep the BLAS that numba calls (scipy's OpenBLAS) single-threaded; we thread over the batch
     import scipy.linalg.cython_blas  # noqa: F401  (load it now, so that threadpoolctl can see it)
@@ -348,8 +349,7 @@ class _MKLPacked:
     ``cblas_sgemm_compute``), or placeholders and ``gemm == 0`` when MKL is not used.
 
     Why packed: for a few rows, BLAS's sgemm re-packs the whole weight matrix on every call; MKL's
-    packed GEMM packs it once. wavenet-small at B=32 on 2 cores: 84 GFLOP/s through OpenBLAS's
-    AVX2 kernels, against a 188 GFLOP/s GEMM peak (see ``waveforge bench``)."""
+    packed GEMM packs it once, which is what brings a batch near the GEMM peak."""
 
     _NONE = np.zeros((1, 1), np.float32)
 
@@ -380,9 +380,8 @@ class _MKLPacked:
 
 
 # model -> (key, PackedWaveNet, {(rows, MKL used): _MKLPacked}): generate() calls in a row reuse the layouts.
-# MKL's packed buffers are mostly padding, and `perf` put 2-6% of a 2,000-step batched call in
-# faulting their pages in; one A/B went from ~77,000 to ~83,000 samples/s, inside this host's
-# run-to-run spread. The key (primitives.parameter_key) changes with any in-place parameter update.
+# MKL's packed buffers are mostly padding, and faulting their pages in again on every call is
+# wasted work. The key (primitives.parameter_key) changes with any in-place parameter update.
 _PACK_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -425,9 +424,8 @@ def _threads_for(batch: int) -> int:
     return max(1, min(batch, torch.get_num_threads(), os.cpu_count() or 1))
 
 
-def _drive(model, n_steps, teacher_inputs, cond, global_id, temperature, top_p, batch, show_progress, generator):
+def _drive(model, n_steps, teacher_inputs, cond, global_id, temperature, top_p, batch, progress, generator):
     """Run the kernel over ``n_steps`` in blocks; returns logits ``(B, O, N)`` (teacher) or samples ``(B, N)``."""
-    from waveforge.models.wavenet import _progress  # local: the model module imports this one lazily
 
     c = model.config
     splits = np.array_split(np.arange(batch), _threads_for(batch))
@@ -457,7 +455,7 @@ def _drive(model, n_steps, teacher_inputs, cond, global_id, temperature, top_p, 
     blas_limit = threadpool_limits(limits=1, user_api="blas") if threadpool_limits is not None else None
     try:
         blocks = range(0, n_steps, BLOCK)
-        for lo in _progress_blocks(blocks, n_steps, show_progress, _progress):
+        for lo in _progress_blocks(blocks, n_steps, progress):
             hi = min(lo + BLOCK, n_steps)
             with torch.no_grad():
                 terms, per_step = _cond_terms(model, cond_up, global_terms, lo, hi, batch)
@@ -506,8 +504,9 @@ def _drive(model, n_steps, teacher_inputs, cond, global_id, temperature, top_p, 
     return torch.from_numpy(out_cls.T.copy() if packed.is_mulaw else out_f.T.copy())  # (B, N)
 
 
-def _progress_blocks(blocks, n_steps, enabled, progress_fn):
-    bar = progress_fn(range(n_steps), enabled)
+def _progress_blocks(blocks, n_steps, enabled):
+    """Yield the block starts, advancing a bar by each block's steps (``n_steps`` in all) when enabled."""
+    bar = progress_bar(range(n_steps), desc="wavenet", total=n_steps, unit="sample", enabled=enabled)
     if not enabled:
         yield from blocks
         return
@@ -528,9 +527,9 @@ def teacher_forced(model, inputs: torch.Tensor, cond=None, global_id=None) -> to
     return _drive(model, n_steps, inputs.cpu(), cond, global_id, 1.0, 1.0, batch, False, None)
 
 
-def generate(model, n_samples, cond, global_id, temperature, top_p, batch_size, show_progress, generator) -> torch.Tensor:
+def generate(model, n_samples, cond, global_id, temperature, top_p, batch_size, progress, generator) -> torch.Tensor:
     """Fast path of :meth:`WaveNet.generate`: ``(B, 1, n_samples)`` audio."""
     if not available():
         raise RuntimeError(unavailable_reason())
-    samples = _drive(model, n_samples, None, cond, global_id, temperature, top_p, batch_size, show_progress, generator)
+    samples = _drive(model, n_samples, None, cond, global_id, temperature, top_p, batch_size, progress, generator)
     return model.to_audio(samples)

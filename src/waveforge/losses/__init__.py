@@ -16,7 +16,7 @@ from waveforge.losses.stft import (
     STFTLossResult,
     log_spectral_distance_loss,
     mel_l1_loss,
-    mr_stft_distance,
+    mr_stft_loss_per_item,
     multi_resolution_stft_loss,
     stft_loss_terms,
 )
@@ -35,7 +35,7 @@ __all__ = [
     "log_spectral_distance_loss",
     "lsgan_generator_loss",
     "mel_l1_loss",
-    "mr_stft_distance",
+    "mr_stft_loss_per_item",
     "multi_resolution_stft_loss",
     "stft_loss_terms",
 ]

@@ -14,7 +14,9 @@ class FlowNLL:
 
     ``loss``: scalar to minimise (``nats_per_sample``, with the constants, so it is a true density);
     ``bits_per_sample``: the same in bits; ``prior``: ``-log N(z; 0, sigma^2 I)`` per sample;
-    ``log_det``: ``log|det dz/dx|`` per sample (subtracted from ``prior`` to give ``loss``).
+    ``log_det``: ``log|det dz/dx|`` per sample (subtracted from ``prior`` to give ``loss``);
+    ``log_prob``: ``(B,)`` float64, each item's ``log p(x)`` in nats summed over its samples
+    (what ``waveforge eval`` reports; ``loss = -sum(log_prob) / N`` up to float32 rounding).
     """
 
     loss: torch.Tensor
@@ -22,6 +24,7 @@ class FlowNLL:
     bits_per_sample: torch.Tensor
     prior: torch.Tensor
     log_det: torch.Tensor
+    log_prob: torch.Tensor
 
 
 def flow_nll(z: torch.Tensor, log_det: torch.Tensor, sigma: float = 1.0) -> FlowNLL:
@@ -37,5 +40,8 @@ def flow_nll(z: torch.Tensor, log_det: torch.Tensor, sigma: float = 1.0) -> Flow
     prior = (z.float().pow(2).sum() / (2 * sigma**2) + n * (math.log(sigma) + 0.5 * math.log(2 * math.pi))) / n
     log_det_per_sample = log_det.float().sum() / n
     nats = prior - log_det_per_sample
+    per_item = z.reshape(z.shape[0], -1).double()  # (B, N / B)
+    prior_item = per_item.pow(2).sum(-1) / (2 * sigma**2) + per_item.shape[1] * (math.log(sigma) + 0.5 * math.log(2 * math.pi))
+    log_prob = log_det.double() - (prior_item if log_det.dim() else prior_item.sum())
     return FlowNLL(loss=nats, nats_per_sample=nats, bits_per_sample=nats / math.log(2),
-                   prior=prior, log_det=log_det_per_sample)
+                   prior=prior, log_det=log_det_per_sample, log_prob=log_prob.reshape(-1))

@@ -1,12 +1,8 @@
 """The model families: plain nn.Modules with one config dataclass each (no Lightning, no I/O)."""
 
 from waveforge.models.diffwave import DiffWave, DiffWaveCondition, DiffWaveConfig
-from waveforge.models.melgan import (
-    MelGANGenerator,
-    MelGANGeneratorConfig,
-    MultiPeriodDiscriminator,
-    MultiScaleDiscriminator,
-)
+from waveforge.models.discriminators import MultiPeriodDiscriminator, MultiScaleDiscriminator
+from waveforge.models.melgan import MelGANGenerator, MelGANGeneratorConfig
 from waveforge.models.notes2mel import Notes2Mel, Notes2MelConfig, Notes2MelDenoiser
 from waveforge.models.samplernn import SampleRNN, SampleRNNConfig
 from waveforge.models.wavenet import WaveNet, WaveNetConfig

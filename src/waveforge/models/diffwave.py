@@ -21,17 +21,18 @@ layers can be computed once per sampling call (:meth:`DiffWave.prepare`) instead
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from waveforge.models.config import ModelConfig
 from waveforge.nn import ConditionUpsampler
 
 
 @dataclass
-class DiffWaveConfig:
+class DiffWaveConfig(ModelConfig):
     """DiffWave's hyper-parameters. ``cond_channels = 0`` makes the model unconditional."""
 
     residual_channels: int = 64
@@ -45,26 +46,16 @@ class DiffWaveConfig:
     embedding_hidden: int = 512
     embedding_max_frequency: float = 1000.0
 
-    @classmethod
-    def base(cls, cond_channels: int = 80, hop_length: int = 256) -> "DiffWaveConfig":
-        """The paper's vocoder: 64 residual channels, 30 layers, dilation cycle 10."""
-        return cls(cond_channels=cond_channels, hop_length=hop_length)
-
-    @classmethod
-    def large(cls, cond_channels: int = 0, hop_length: int = 256) -> "DiffWaveConfig":
-        """The paper's unconditional model: 128 residual channels, 36 layers, dilation cycle 12."""
-        return cls(residual_channels=128, n_layers=36, dilation_cycle=12, cond_channels=cond_channels, hop_length=hop_length)
-
-    @classmethod
-    def tiny(cls, cond_channels: int = 8, hop_length: int = 16) -> "DiffWaveConfig":
-        """For tests: 8 channels, 4 layers."""
-        return cls(
-            residual_channels=8, n_layers=4, dilation_cycle=2, cond_channels=cond_channels, hop_length=hop_length,
-            embedding_dim=16, embedding_hidden=32,
-        )
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+    PRESETS = {
+        # the paper's vocoder ("base"): 64 residual channels, 30 layers, dilation cycle 10
+        "paper": {},
+        # the paper's unconditional model: 128 residual channels, 36 layers, dilation cycle 12
+        "large": dict(residual_channels=128, n_layers=36, dilation_cycle=12, cond_channels=0),
+        # the cpu recipe's size: 32 residual channels, 12 layers, dilation cycle 6
+        "small": dict(residual_channels=32, n_layers=12, dilation_cycle=6),
+        # for tests: 8 channels, 4 layers
+        "tiny": dict(residual_channels=8, n_layers=4, dilation_cycle=2, cond_channels=8, hop_length=16, embedding_dim=16, embedding_hidden=32),
+    }
 
 
 @dataclass
@@ -153,13 +144,16 @@ class DiffWave(nn.Module):
         phase = c_noise.float()[:, None] * self.embedding_frequencies  # (B, E/2)
         return self.embedding_mlp(torch.cat([phase.sin(), phase.cos()], dim=1))
 
-    def prepare(self, cond: Tensor | None, drop: Tensor | None = None, precompute_layers: bool | None = None) -> DiffWaveCondition | None:
+    def prepare(
+        self, cond: Tensor | None, drop: Tensor | None = None, precompute_layers: bool | None = None, sampling: bool = False
+    ) -> DiffWaveCondition | None:
         """``cond: (B, C, F)`` -> conditioning reusable across sampling steps.
 
         ``drop: (B,) bool`` replaces the condition of those rows by the learned null condition
         (classifier-free guidance). ``precompute_layers`` stores ``C_l u`` for all layers
         (``L * 2R`` floats per sample: fastest, but 15 kB per sample for the base model); by default
-        it is used when that takes at most 1 GiB.
+        it is used when that takes at most 1 GiB. ``sampling`` computes it without autograd, each
+        layer's product written in place (for :meth:`sampling_pass`; the values are the same).
         """
         if not self.conditional:
             if cond is not None:
@@ -180,40 +174,25 @@ class DiffWave(nn.Module):
             precompute_layers = B * T * L * R2 * up.element_size() <= 1 << 30
         if not precompute_layers:
             return DiffWaveCondition(upsampled=up)
-        if torch.is_grad_enabled():
+        if not sampling:
             layers = torch.addmm(self.cond_bias, up.reshape(B * T, -1), self.cond_weight)  # (B*T, L*2R)
             return DiffWaveCondition(layers=layers.view(B, T, L, R2).permute(2, 0, 1, 3).contiguous())  # (L, B, T, 2R)
         # sampling: each layer's product written straight into its slice, with no (B*T, L*2R)
-        # intermediate and no permuting copy (measured for DiffWave-base on 0.5 s of audio, 170 MB:
-        # 0.11 s against 0.16-0.19 s). out= has no autograd, hence the training path above.
-        layers = up.new_empty(L, B * T, R2)
-        flat = up.reshape(B * T, -1)
-        for l in range(L):
-            torch.addmm(self.cond_bias[l * R2 : (l + 1) * R2], flat, self.cond_weight[:, l * R2 : (l + 1) * R2], out=layers[l])
+        # intermediate and no permuting copy (a permuted copy of one large product cost as much as
+        # a denoiser step). out= has no autograd, hence the training path above.
+        with torch.no_grad():
+            layers = up.new_empty(L, B * T, R2)
+            flat = up.reshape(B * T, -1)
+            for l in range(L):
+                torch.addmm(self.cond_bias[l * R2 : (l + 1) * R2], flat, self.cond_weight[:, l * R2 : (l + 1) * R2], out=layers[l])
         return DiffWaveCondition(layers=layers.view(L, B, T, R2))  # (L, B, T, 2R)
 
     def forward(self, x: Tensor, c_noise: Tensor, cond: Tensor | DiffWaveCondition | None = None) -> Tensor:
-        """``x: (B, 1, T)``, ``c_noise: (B,)``, ``cond: (B, C, T // hop)`` or prepared -> ``(B, 1, T)``.
-
-        With autograd off (sampling) this runs :meth:`_infer_one`, an equivalent pass that updates
-        buffers in place; the two are tested to agree.
-        """
-        if x.dim() != 3 or x.shape[1] != 1:
-            raise ValueError(f"x must be (B, 1, T), got {tuple(x.shape)}")
+        """The training pass: ``x: (B, 1, T)``, ``c_noise: (B,)``, ``cond: (B, C, T // hop)`` or prepared
+        -> ``(B, 1, T)``. :meth:`sampling_pass` is the same function without autograd, faster."""
+        prepared, noise_bias = self._inputs(x, c_noise, cond)
         B, _, T = x.shape
-        cfg = self.config
-        R, L, K = cfg.residual_channels, cfg.n_layers, cfg.kernel_size
-        prepared = self.prepare(cond)
-        if prepared is not None:
-            if prepared.batch_size != B:
-                raise ValueError(f"cond has batch {prepared.batch_size}, x has {B}")
-            t_cond = prepared.layers.shape[2] if prepared.layers is not None else prepared.upsampled.shape[1]
-            if t_cond != T:
-                raise ValueError(f"x has {T} samples but cond covers {t_cond} (= frames * hop {cfg.hop_length})")
-        noise_bias = self.noise_proj(self.noise_embedding(c_noise)).view(B, L, 2 * R) + self.dilated_bias  # (B, L, 2R)
-        if not torch.is_grad_enabled():
-            return torch.stack([self._infer_one(x[i, 0], noise_bias[i], prepared, i) for i in range(B)])
-
+        R, L, K = self.config.residual_channels, self.config.n_layers, self.config.kernel_size
         h = F.relu(self.input_proj(x.transpose(1, 2)))  # (B, T, R)
         skip = 0
         for l, d in enumerate(self.dilations):
@@ -230,6 +209,33 @@ class DiffWave(nn.Module):
             skip = skip + out[..., R:] + self.skip_bias[l]
         y = F.relu(self.skip_proj(skip * math.sqrt(1.0 / L)))  # (B, T, R)
         return self.final_proj(y).transpose(1, 2)  # (B, 1, T)
+
+    @torch.no_grad()
+    def sampling_pass(self, x: Tensor, c_noise: Tensor, cond: Tensor | DiffWaveCondition | None = None) -> Tensor:
+        """:meth:`forward` for sampling (no autograd): per example, a pass that updates buffers in place
+        (:meth:`_infer_one`); tested equal to :meth:`forward`. Prepare ``cond`` with ``sampling=True``."""
+        prepared, noise_bias = self._inputs(x, c_noise, cond, sampling=True)
+        return torch.stack([self._infer_one(x[i, 0], noise_bias[i], prepared, i) for i in range(x.shape[0])])
+
+    def for_sampling(self) -> "DiffWaveSampling":
+        """This model as a sampling backbone: ``forward`` is :meth:`sampling_pass`, ``prepare`` prepares for it."""
+        return DiffWaveSampling(self)
+
+    def _inputs(self, x: Tensor, c_noise: Tensor, cond, sampling: bool = False) -> tuple[DiffWaveCondition | None, Tensor]:
+        """Checked, prepared conditioning and the per-layer noise bias ``(B, L, 2R)``."""
+        if x.dim() != 3 or x.shape[1] != 1:
+            raise ValueError(f"x must be (B, 1, T), got {tuple(x.shape)}")
+        B, _, T = x.shape
+        cfg = self.config
+        prepared = self.prepare(cond, sampling=sampling)
+        if prepared is not None:
+            if prepared.batch_size != B:
+                raise ValueError(f"cond has batch {prepared.batch_size}, x has {B}")
+            t_cond = prepared.layers.shape[2] if prepared.layers is not None else prepared.upsampled.shape[1]
+            if t_cond != T:
+                raise ValueError(f"x has {T} samples but cond covers {t_cond} (= frames * hop {cfg.hop_length})")
+        noise_bias = self.noise_proj(self.noise_embedding(c_noise)).view(B, cfg.n_layers, 2 * cfg.residual_channels) + self.dilated_bias
+        return prepared, noise_bias  # noise_bias: (B, L, 2R)
 
     def _layer_cond(self, prepared: DiffWaveCondition, l: int) -> Tensor:
         """``C_l u + bias`` for layer l: ``(B, T, 2R)``."""
@@ -315,3 +321,18 @@ class DiffWave(nn.Module):
     def receptive_field(self) -> int:
         """Samples on each side one forward pass can see."""
         return sum(d * (self.config.kernel_size - 1) // 2 for d in self.dilations)
+
+
+class DiffWaveSampling(nn.Module):
+    """A :class:`DiffWave` as the sampling backbone of a :class:`~waveforge.diffusion.Denoiser`
+    (``Denoiser.for_sampling``): the same weights, :meth:`DiffWave.sampling_pass` as ``forward``."""
+
+    def __init__(self, model: DiffWave):
+        super().__init__()
+        self.model = model
+
+    def prepare(self, cond: Tensor | None, drop: Tensor | None = None) -> DiffWaveCondition | None:
+        return self.model.prepare(cond, drop, sampling=True)
+
+    def forward(self, x: Tensor, c_noise: Tensor, cond: Tensor | DiffWaveCondition | None = None) -> Tensor:
+        return self.model.sampling_pass(x, c_noise, cond)

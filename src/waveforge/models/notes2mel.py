@@ -27,18 +27,19 @@ Two models share the trunk:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from waveforge.midi.roll import N_KEYS
+from waveforge.models.config import ModelConfig
 
 
 @dataclass
-class Notes2MelConfig:
-    """The notes-to-mel architecture (JSON-exportable with ``asdict``).
+class Notes2MelConfig(ModelConfig):
+    """The notes-to-mel architecture (its JSON form: ``to_dict`` / ``from_dict``).
 
     ``mel_offset`` / ``mel_scale`` map the log-mel to the diffusion model's state
     (``(mel - offset) / scale``: the floor ``ln 1e-5 = -11.5`` and a loud band near ``+1`` land near
@@ -59,6 +60,16 @@ class Notes2MelConfig:
     mel_offset: float = -5.0
     mel_scale: float = 3.0
 
+    PRESETS = {
+        # paper scale for multi-GPU MAESTRO training: 512 channels, 30 blocks: 26 dilated convs
+        # (dilations 1..128, cycled), then 4 attending 128 frames either side
+        "paper": dict(channels=512, n_layers=30, dilation_cycle=8, attention_layers=4, attention_heads=8, attention_window=128),
+        # for the cpu recipes: 128 channels, 12 layers (two cycles of dilations 1..32)
+        "small": dict(channels=128, n_layers=12, dilation_cycle=6),
+        # for tests: 16 channels, 4 layers (dilations 1, 2, 1, 2), one of them with attention
+        "tiny": dict(channels=16, n_layers=4, dilation_cycle=2, attention_layers=1, attention_heads=2, attention_window=3, noise_channels=16),
+    }
+
     def __post_init__(self) -> None:
         for name in ("roll_channels", "n_mels", "channels", "n_layers", "dilation_cycle", "attention_heads", "noise_channels"):
             if getattr(self, name) < 1:
@@ -74,22 +85,6 @@ class Notes2MelConfig:
         if not 0 < self.log_floor < 1 or self.mel_scale <= 0:
             raise ValueError(f"log_floor must lie in (0, 1) and mel_scale be positive, got {self.log_floor}, {self.mel_scale}")
 
-    @classmethod
-    def paper(cls) -> "Notes2MelConfig":
-        """Paper scale for multi-GPU MAESTRO training: 512 channels, 30 blocks: 26 dilated convs
-        (dilations 1..128, cycled), then 4 attending 128 frames either side."""
-        return cls(channels=512, n_layers=30, dilation_cycle=8, attention_layers=4, attention_heads=8, attention_window=128)
-
-    @classmethod
-    def small(cls) -> "Notes2MelConfig":
-        """For the cpu recipes: 128 channels, 12 layers (two cycles of dilations 1..32)."""
-        return cls(channels=128, n_layers=12, dilation_cycle=6)
-
-    @classmethod
-    def tiny(cls, n_mels: int = 80) -> "Notes2MelConfig":
-        """For tests: 16 channels, 4 layers (dilations 1, 2, 1, 2), one of them with attention."""
-        return cls(n_mels=n_mels, channels=16, n_layers=4, dilation_cycle=2, attention_layers=1, attention_heads=2, attention_window=3, noise_channels=16)
-
     @property
     def floor(self) -> float:
         """``ln(log_floor)``: the log-mel of silence."""
@@ -98,8 +93,6 @@ class Notes2MelConfig:
     def dilations(self) -> list[int]:
         return [2 ** (i % self.dilation_cycle) for i in range(self.n_layers)]
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class FrameNorm(nn.Module):

@@ -16,18 +16,19 @@ previous one (training crops also start with the start token, so the two agree).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from waveforge.models.config import ModelConfig
 from waveforge.nn.sampling import sample_categorical
-from waveforge.utils.progress import progress
+from waveforge.utils.progress import progress as progress_bar
 
 
 @dataclass
-class PriorConfig:
+class PriorConfig(ModelConfig):
     """A Transformer prior over ``codebook_size`` tokens (the model's own config)."""
 
     codebook_size: int = 2048
@@ -40,6 +41,15 @@ class PriorConfig:
     cond_codebook_size: int = 0  # > 0: an upsampler conditioned on codes of the level above
     cond_ratio: int = 1  # tokens of this level per upper-level token
 
+    PRESETS = {
+        # the scale of Jukebox's 1B upsamplers: 72 layers, width 1920, MLP ratio 1, context 8192 tokens
+        # (about 1.6B parameters here, as attention keeps full width where Jukebox narrows it to 1/4)
+        "paper": dict(context=8192, width=1920, layers=72, heads=1, mlp_ratio=1),
+        # the cpu recipe's priors: 4 layers of width 192
+        "small": dict(context=512, width=192, layers=4, heads=4, dropout=0.1),
+        "tiny": dict(context=64, width=32, layers=2, heads=2),
+    }
+
     def __post_init__(self):
         if self.width % self.heads:
             raise ValueError(f"width {self.width} must be divisible by heads {self.heads}")
@@ -48,8 +58,6 @@ class PriorConfig:
         if self.context < 2 or self.context % (2 * self.cond_ratio):
             raise ValueError(f"context {self.context} must be a multiple of 2 * cond_ratio ({2 * self.cond_ratio})")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -206,7 +214,7 @@ class TransformerPrior(nn.Module):
         batch_size: int = 1,
         temperature: float = 1.0,
         top_p: float = 1.0,
-        show_progress: bool = False,
+        progress: bool = False,
         desc: str = "prior",
         generator: torch.Generator | None = None,
         threads: int | None = 1,
@@ -224,11 +232,11 @@ class TransformerPrior(nn.Module):
         if threads is not None and self.head.weight.device.type == "cpu":
             torch.set_num_threads(threads)
         try:
-            return self._generate(n_tokens, cond, batch_size, temperature, top_p, show_progress, desc, generator)
+            return self._generate(n_tokens, cond, batch_size, temperature, top_p, progress, desc, generator)
         finally:
             torch.set_num_threads(previous_threads)
 
-    def _generate(self, n_tokens, cond, batch_size, temperature, top_p, show_progress, desc, generator) -> torch.Tensor:
+    def _generate(self, n_tokens, cond, batch_size, temperature, top_p, progress, desc, generator) -> torch.Tensor:
         c = self.config
         if cond is not None:
             batch_size = cond.shape[0]
@@ -239,7 +247,7 @@ class TransformerPrior(nn.Module):
         device = self.head.weight.device
         tokens = torch.empty(batch_size, n_tokens, dtype=torch.long, device=device)
         window_start, cache, cond_vecs = 0, None, None
-        for t in progress(range(n_tokens), desc=desc, total=n_tokens, unit="code", enabled=show_progress):
+        for t in progress_bar(range(n_tokens), desc=desc, total=n_tokens, unit="code", enabled=progress):
             if cache is None or cache.length == c.context:
                 if cache is not None:
                     window_start = t - c.context // 2

@@ -16,21 +16,22 @@ Local conditioning ``cond (B, C, F)`` is upsampled by the shared
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from waveforge import kernels
-from waveforge.audio.mulaw import mu_law_decode
+from waveforge.audio.mulaw import mu_law_decode, mu_law_encode
+from waveforge.models.config import ModelConfig
 from waveforge.nn.sampling import sample_categorical
 from waveforge.nn.upsample import ConditionUpsampler
 from waveforge.utils.progress import progress
 
 
 @dataclass
-class SampleRNNConfig:
+class SampleRNNConfig(ModelConfig):
     top_frame_size: int = 16  # FS1
     frame_size: int = 4  # FS2, also the sample MLP's input window
     rnn_layers: int = 2
@@ -42,15 +43,13 @@ class SampleRNNConfig:
     cond_channels: int = 0  # local conditioning channels (n_mels or 264); 0: none
     hop_length: int = 256  # samples per conditioning frame; a multiple of top_frame_size
 
-    @classmethod
-    def paper(cls, **overrides) -> "SampleRNNConfig":
-        """Three tiers as in the paper: 2-layer GRUs with 1024 units in both frame tiers, 1024-wide MLP."""
-        return cls(**overrides)
-
-    @classmethod
-    def tiny(cls, **overrides) -> "SampleRNNConfig":
-        base = dict(rnn_layers=1, top_hidden=24, mid_hidden=24, mlp_hidden=32, embedding_dim=8, hop_length=32)
-        return cls(**{**base, **overrides})
+    PRESETS = {
+        # three tiers as in the paper: 2-layer GRUs with 1024 units in both frame tiers, 1024-wide MLP
+        "paper": {},
+        # half the paper's width: about a quarter of its weights and FLOPs per sample
+        "small": dict(top_hidden=512, mid_hidden=512, mlp_hidden=512, embedding_dim=128),
+        "tiny": dict(rnn_layers=1, top_hidden=24, mid_hidden=24, mlp_hidden=32, embedding_dim=8, hop_length=32),
+    }
 
     def __post_init__(self):
         if self.frame_size < 1 or self.top_frame_size % self.frame_size:
@@ -64,8 +63,6 @@ class SampleRNNConfig:
     def n_classes(self) -> int:
         return 2**self.mu_law_bits
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -172,7 +169,37 @@ class SampleRNN(nn.Module):
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Cross-entropy in nats per sample; ``targets = samples[:, FS1:]``."""
-        return F.cross_entropy(logits, targets)
+        return -self.log_prob_of(logits, targets).mean()
+
+    @staticmethod
+    def log_prob_of(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """``log p(target_t | past)`` in nats, ``(B, T)``, from :meth:`forward`'s logits."""
+        return -F.cross_entropy(logits, targets, reduction="none")
+
+    def subsequences(self, audio: torch.Tensor, cond: torch.Tensor | None, length: int):
+        """Yield ``(samples (B, FS1 + L), targets (B, L), cond slice)`` over ``audio (B, 1, T)`` in order, for
+        truncated BPTT and :meth:`log_prob`: silence before the first, the last possibly shorter."""
+        c = self.config
+        classes = mu_law_encode(audio[:, 0], c.mu_law_bits)  # (B, T)
+        context = torch.full((classes.shape[0], c.top_frame_size), self.silence, dtype=torch.long, device=classes.device)
+        padded = torch.cat([context, classes], dim=1)
+        for lo in range(0, classes.shape[-1], length):
+            hi = min(lo + length, classes.shape[-1])
+            cond_slice = None if cond is None else cond[:, :, lo // c.hop_length : hi // c.hop_length]
+            yield padded[:, lo : hi + c.top_frame_size], classes[:, lo:hi], cond_slice
+
+    def log_prob(self, audio: torch.Tensor, cond: torch.Tensor | None = None, chunk: int = 16384) -> torch.Tensor:
+        """``log p(audio | cond)`` in nats per sample: ``audio (B, 1, T)`` -> ``(B, T)``, ``T`` a multiple of
+        ``top_frame_size`` (and of ``hop_length`` when conditioned). It runs in chunks with the GRU state
+        carried across them, as truncated-BPTT training does, so it equals one whole pass."""
+        c = self.config
+        step = c.hop_length if cond is not None else c.top_frame_size
+        hidden, pieces = None, []
+        for samples, targets, cond_slice in self.subsequences(audio, cond, max(step, chunk // step * step)):
+            out = self(samples, hidden, cond_slice)
+            hidden = out.hidden
+            pieces.append(self.log_prob_of(out.logits, targets))
+        return torch.cat(pieces, dim=-1)
 
     # ---------------------------------------------------------------- generation
     def new_state(self, batch_size: int = 1, cond: torch.Tensor | None = None, n_samples: int | None = None) -> SampleRNNState:

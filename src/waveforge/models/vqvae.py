@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from waveforge.audio.mulaw import mu_law_encode
+from waveforge.models.config import ModelConfig
 from waveforge.models.prior import PriorConfig, TransformerPrior
 from waveforge.models.wavenet import WaveNet, WaveNetConfig
 
@@ -43,6 +44,14 @@ DECODERS = ("feedforward", "wavenet")
 
 
 # ================================================================ quantiser
+
+
+def codebook_perplexity(counts: torch.Tensor) -> torch.Tensor:
+    """``exp(H)`` of a code histogram ``counts: (K,)`` (any non-negative numbers): the number of
+    equally used codes with the same entropy; 0 for an empty histogram."""
+    p = counts.float() / counts.float().sum().clamp_min(1e-30)
+    return torch.exp(-(p * torch.log(p.clamp_min(1e-10))).sum()) * (counts.sum() > 0)
+
 @dataclass
 class QuantizerResult:
     """What :class:`VectorQuantizer` returns.
@@ -145,8 +154,7 @@ class VectorQuantizer(nn.Module):
         quantized = F.embedding(codes.view(b, n), self.codebook).transpose(1, 2).to(z.dtype)  # (B, D, N)
         commitment = self.beta * F.mse_loss(z, quantized.detach())
         quantized_st = z + (quantized - z).detach()  # straight-through: forward e, backward identity
-        p = counts / counts.sum()
-        perplexity = torch.exp(-(p * torch.log(p.clamp_min(1e-10))).sum())
+        perplexity = codebook_perplexity(counts)
         return QuantizerResult(quantized_st, codes.view(b, n), commitment, perplexity, usage, (counts > 0).float().mean(), restarted)
 
     @torch.no_grad()
@@ -358,16 +366,16 @@ class VQVAELevel(nn.Module):
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor, above: torch.Tensor | None = None, temperature: float = 1.0, top_p: float = 1.0,
-               show_progress: bool = False) -> torch.Tensor:
+               progress: bool = False) -> torch.Tensor:
         vectors = self._decoder_input(self.quantizer.decode(codes), above)  # (B, D [+ D'], N)
         if isinstance(self.decoder, WaveNet):
-            return self.decoder.generate(cond=vectors, temperature=temperature, top_p=top_p, progress=show_progress)
+            return self.decoder.generate(cond=vectors, temperature=temperature, top_p=top_p, progress=progress)
         return self.decoder(vectors)
 
 
 # ================================================================ the hierarchy
 @dataclass
-class VQVAEConfig:
+class VQVAEConfig(ModelConfig):
     """The whole hierarchy: levels (finest first), the top prior and the upsampler template.
 
     The priors' codebook sizes and the upsamplers' conditioning (codebook of the level above and
@@ -378,6 +386,20 @@ class VQVAEConfig:
     top_prior: PriorConfig = field(default_factory=PriorConfig)
     upsampler: PriorConfig = field(default_factory=PriorConfig)
     condition_on_above: bool = False  # decoders below the top also take the level above's code vectors
+
+    PRESETS = {
+        # Jukebox sizes: hops 8 / 32 / 128 (stride 2), 2048 codes of dim 64, width 32, depth 4, dilation
+        # growth 3, beta 0.02, EMA decay 0.99, restart threshold 1; priors at Jukebox's upsampler scale
+        "paper": dict(levels=[dict(hop_length=h) for h in (8, 32, 128)], top_prior=PriorConfig.PRESETS["paper"],
+                      upsampler=PriorConfig.PRESETS["paper"]),
+        # the cpu recipe's hierarchy: 512 codes of dim 32, width 32, depth 3, level 2 restarting at 0.1
+        "small": dict(levels=[dict(hop_length=h, codebook_size=512, code_dim=32, depth=3, restart_threshold=t)
+                              for h, t in ((8, 1.0), (32, 1.0), (128, 0.1))],
+                      top_prior={**PriorConfig.PRESETS["small"], "context": 256}, upsampler=PriorConfig.PRESETS["small"]),
+        # for tests: hops 8 / 32 / 128, 32 codes of dim 8, width 8, depth 2; two-layer width-32 priors
+        "tiny": dict(levels=[dict(hop_length=h, codebook_size=32, code_dim=8, width=8, depth=2) for h in (8, 32, 128)],
+                     top_prior=PriorConfig.PRESETS["tiny"], upsampler=PriorConfig.PRESETS["tiny"]),
+    }
 
     def __post_init__(self):
         self.levels = [lv if isinstance(lv, VQVAELevelConfig) else VQVAELevelConfig(**lv) for lv in self.levels]
@@ -405,33 +427,6 @@ class VQVAEConfig:
             return replace(self.top_prior, codebook_size=self.levels[top].codebook_size, cond_codebook_size=0, cond_ratio=1)
         ratio = self.levels[level + 1].hop_length // self.levels[level].hop_length
         return replace(self.upsampler, codebook_size=self.levels[level].codebook_size, cond_codebook_size=self.levels[level + 1].codebook_size, cond_ratio=ratio)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "VQVAEConfig":
-        return cls(**d)
-
-    @classmethod
-    def tiny(cls, decoder: str = "feedforward") -> "VQVAEConfig":
-        """For tests: hops 8 / 32 / 128, 32 codes of dim 8, width 8, depth 2; two-layer width-32 priors."""
-        wavenet = dict(layers=4, cycles=2, residual_channels=8, gate_channels=16, skip_channels=8) if decoder == "wavenet" else None
-        levels = [
-            VQVAELevelConfig(hop_length=h, codebook_size=32, code_dim=8, width=8, depth=2, decoder=decoder, wavenet=wavenet)
-            for h in (8, 32, 128)
-        ]
-        prior = PriorConfig(context=64, width=32, layers=2, heads=2)
-        return cls(levels=levels, top_prior=prior, upsampler=prior)
-
-    @classmethod
-    def paper(cls) -> "VQVAEConfig":
-        """Jukebox sizes: hops 8 / 32 / 128 (stride 2), 2048 codes of dim 64, width 32, depth 4,
-        dilation growth 3, beta 0.02, EMA decay 0.99, restart threshold 1; priors at the scale of
-        Jukebox's 1B upsamplers (72 layers, width 1920, MLP ratio 1, context 8192 tokens; about
-        1.6B parameters each here, as attention keeps full width where Jukebox narrows it to 1/4)."""
-        prior = PriorConfig(context=8192, width=1920, layers=72, heads=1, mlp_ratio=1)
-        return cls(levels=[VQVAELevelConfig(hop_length=h) for h in (8, 32, 128)], top_prior=prior, upsampler=prior)
 
 
 class VQVAEHierarchy(nn.Module):
@@ -486,11 +481,11 @@ class VQVAEHierarchy(nn.Module):
         return [level.encode(audio) for level in self.levels]
 
     @torch.no_grad()
-    def decode(self, codes: torch.Tensor, level: int, temperature: float = 1.0, top_p: float = 1.0, show_progress: bool = False,
+    def decode(self, codes: torch.Tensor, level: int, temperature: float = 1.0, top_p: float = 1.0, progress: bool = False,
                above_codes: torch.Tensor | None = None) -> torch.Tensor:
         """Codes of ``level`` ``(B, N)`` (and, for a conditioned level, of ``level + 1``
         ``(B, N / ratio)``) -> audio ``(B, 1, N * hop_level)``."""
-        return self.levels[level].decode(codes, self.above_vectors(level, above_codes), temperature, top_p, show_progress)
+        return self.levels[level].decode(codes, self.above_vectors(level, above_codes), temperature, top_p, progress)
 
     @torch.no_grad()
     def sample_codes(
@@ -500,7 +495,7 @@ class VQVAEHierarchy(nn.Module):
         temperature: float = 1.0,
         top_p: float = 1.0,
         bottom_level: int = 0,
-        show_progress: bool = False,
+        progress: bool = False,
         generator: torch.Generator | None = None,
     ) -> list[torch.Tensor]:
         """Top-down ancestral sampling of codes; returns ``[codes of bottom_level, ..., codes of top]``,
@@ -508,27 +503,28 @@ class VQVAEHierarchy(nn.Module):
         top = self.top_level
         n_top = max(1, math.ceil(n_samples / self.hop_multiple))
         codes = self.top_prior.generate(n_top, batch_size=batch_size, temperature=temperature, top_p=top_p,
-                                        show_progress=show_progress, desc=f"level {top} prior", generator=generator)
+                                        progress=progress, desc=f"level {top} prior", generator=generator)
         out = [codes]
         for level in range(top - 1, bottom_level - 1, -1):
             upsampler = self.upsamplers[level]
             n_tokens = codes.shape[-1] * upsampler.config.cond_ratio
             codes = upsampler.generate(n_tokens, cond=codes, temperature=temperature, top_p=top_p,
-                                       show_progress=show_progress, desc=f"level {level} upsampler", generator=generator)
+                                       progress=progress, desc=f"level {level} upsampler", generator=generator)
             out.append(codes)
         return out[::-1]
 
     @torch.no_grad()
     def sample(self, n_samples: int, batch_size: int = 1, temperature: float = 1.0, top_p: float = 1.0,
-               show_progress: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+               progress: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
         """Top prior -> upsamplers -> level-0 decoder: ``(batch_size, 1, n_samples)``."""
-        codes = self.sample_codes(n_samples, batch_size, temperature, top_p, 0, show_progress, generator)
+        codes = self.sample_codes(n_samples, batch_size, temperature, top_p, 0, progress, generator)
         above = codes[1] if len(codes) > 1 else None
-        audio = self.decode(codes[0], 0, temperature, top_p, show_progress, above_codes=above)
+        audio = self.decode(codes[0], 0, temperature, top_p, progress, above_codes=above)
         return audio[..., :n_samples]
 
 
 __all__ = [
+    "codebook_perplexity",
     "FeedForwardDecoder",
     "LevelEncoder",
     "LevelOutput",

@@ -22,7 +22,7 @@ negative log-likelihood is ``-log p(x) = |z|^2 / (2 sigma^2) + N log(sigma sqrt(
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -30,11 +30,13 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
+from waveforge.losses.flow import FlowNLL, flow_nll
+from waveforge.models.config import ModelConfig
 from waveforge.nn.upsample import ConditionUpsampler
 
 
 @dataclass
-class WaveGlowConfig:
+class WaveGlowConfig(ModelConfig):
     """Architecture of one WaveGlow; JSON-exportable with :func:`dataclasses.asdict`.
 
     ``cond_channels`` is the feature's channel count (80 mels or 264 piano-roll channels);
@@ -57,33 +59,15 @@ class WaveGlowConfig:
     sigma: float = 1.0  # prior standard deviation used in training (the paper's sigma)
     infer_sigma: float = 0.6  # default sampling temperature (the paper samples with 0.6)
 
-    @classmethod
-    def paper(cls, cond_channels: int = 80, hop_length: int = 256, **overrides) -> "WaveGlowConfig":
-        """The published model: 12 flows of 8 layers x 512 channels, groups of 8, 2 channels out every 4 flows."""
-        return cls(cond_channels=cond_channels, hop_length=hop_length, **overrides)
-
-    @classmethod
-    def small(cls, cond_channels: int = 80, hop_length: int = 256, **overrides) -> "WaveGlowConfig":
-        """A CPU-sized model aimed at real time at 22.05 kHz on two cores (~8.5 GFLOP per second of audio, 1/170 of the paper)."""
-        base = dict(
-            upsampled_cond_channels=8, n_flows=8, n_group=16, n_early_every=4, n_early_size=4,
-            n_layers=4, n_channels=96,
-        )
-        base.update(overrides)
-        return cls(cond_channels=cond_channels, hop_length=hop_length, **base)
-
-    @classmethod
-    def tiny(cls, cond_channels: int = 8, hop_length: int = 16, **overrides) -> "WaveGlowConfig":
-        """For tests: 4 flows of 2 layers x 8 channels, groups of 4, one early output."""
-        base = dict(
-            upsampled_cond_channels=4, n_flows=4, n_group=4, n_early_every=2, n_early_size=2,
-            n_layers=2, n_channels=8,
-        )
-        base.update(overrides)
-        return cls(cond_channels=cond_channels, hop_length=hop_length, **base)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+    PRESETS = {
+        # the published model: 12 flows of 8 layers x 512 channels, groups of 8, 2 channels out every 4 flows
+        "paper": {},
+        # a CPU-sized model aimed at real time at 22.05 kHz on two cores (1/170 of the paper's FLOPs)
+        "small": dict(upsampled_cond_channels=8, n_flows=8, n_group=16, n_early_every=4, n_early_size=4, n_layers=4, n_channels=96),
+        # 4 flows of 2 layers x 8 channels, groups of 4, one early output
+        "tiny": dict(cond_channels=8, hop_length=16, upsampled_cond_channels=4, n_flows=4, n_group=4, n_early_every=2,
+                     n_early_size=2, n_layers=2, n_channels=8),
+    }
 
     def remaining_channels(self) -> list[int]:
         """Channels entering each flow step (after the early outputs taken before it)."""
@@ -254,20 +238,6 @@ class CouplingWN(nn.Module):
         self.end = nn.Conv1d(n_channels, 2 * n_in, 1)
         nn.init.zeros_(self.end.weight)
         nn.init.zeros_(self.end.bias)
-        self._time_major_cache: tuple[tuple, _TimeMajorCoupling] | None = None
-
-    def time_major(self) -> "_TimeMajorCoupling":
-        """The weights rearranged for the inference GEMM path; cached like the 1x1 inverses (keyed on the
-        parameters' version counters, cleared on ``train()``)."""
-        key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in self.parameters())
-        if self._time_major_cache is None or self._time_major_cache[0] != key:
-            with torch.inference_mode(False), torch.no_grad():
-                self._time_major_cache = (key, _TimeMajorCoupling.from_module(self))
-        return self._time_major_cache[1]
-
-    def train(self, mode: bool = True) -> "CouplingWN":
-        self._time_major_cache = None
-        return super().train(mode)
 
     def forward(self, x_a: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.start(x_a)  # (B, n_channels, T_g)
@@ -288,88 +258,6 @@ class CouplingWN(nn.Module):
             skip = s if skip is None else (skip.add_(s) if fast else skip + s)
         log_s, t = self.end(skip).chunk(2, dim=1)
         return log_s, t
-
-
-def _with_ones_column(x: torch.Tensor) -> torch.Tensor:
-    """``(T, C)`` -> ``(T, C + 1)`` with a last column of ones, so ``x_aug @ [[W], [bias]] = x @ W + bias``."""
-    out = x.new_ones(x.shape[0], x.shape[1] + 1)
-    out[:, :-1] = x
-    return out
-
-
-def _augmented(weight: torch.Tensor, bias: torch.Tensor | None, scale: torch.Tensor | None = None) -> torch.Tensor:
-    """A 1x1 (or single-tap) conv ``weight (out, in)`` and ``bias (out,)`` -> ``(in + 1, out)`` for time-major GEMMs."""
-    w = torch.cat([weight, (bias if bias is not None else weight.new_zeros(weight.shape[0])).unsqueeze(1)], dim=1)
-    if scale is not None:
-        w = w * scale.unsqueeze(1)
-    return w.T.contiguous()
-
-
-class _TimeMajorCoupling:
-    """A :class:`CouplingWN`'s weights rearranged for :meth:`WaveGlow._reverse_time_major` (see :meth:`CouplingWN.time_major`)."""
-
-    def __init__(self, start, cond_layers, taps, dilations, res, skip, end, n_channels, kernel_size):
-        self.start, self.cond_layers, self.taps, self.dilations = start, cond_layers, taps, dilations
-        self.res, self.skip, self.end = res, skip, end
-        self.n_channels, self.kernel_size = n_channels, kernel_size
-
-    @classmethod
-    def from_module(cls, m: CouplingWN) -> "_TimeMajorCoupling":
-        n = m.n_channels
-        # pre-activations [a; b] -> [a; b / 2] so that tanh of the block gives tanh(a) and tanh(b / 2)
-        gate_scale = torch.cat([torch.ones(n), torch.full((n,), 0.5)]).to(m.end.weight)
-        cond_w, cond_b = m.cond_layer.weight[:, :, 0], m.cond_layer.bias
-        cond_layers, taps, res, skip = [], [], [], []
-        for i, (in_layer, rs) in enumerate(zip(m.in_layers, m.res_skip_layers)):
-            sl = slice(2 * n * i, 2 * n * (i + 1))
-            # the dilated conv's bias joins the conditioning projection's bias
-            cond_layers.append(_augmented(cond_w[sl], cond_b[sl] + in_layer.bias, gate_scale))
-            w = in_layer.weight * gate_scale.view(-1, 1, 1)
-            taps.append([w[:, :, j].T.contiguous() for j in range(w.shape[-1])])  # (n, 2n) per tap
-            # the gate below yields 2 tanh(a) sigmoid(b); the 1/2 goes into the next weights
-            w_rs, b_rs = 0.5 * rs.weight[:, :, 0], rs.bias
-            if i < m.n_layers - 1:
-                res.append(_augmented(w_rs[:n], b_rs[:n]))
-                skip.append(_augmented(w_rs[n:], b_rs[n:]))
-            else:
-                res.append(None)
-                skip.append(_augmented(w_rs, b_rs))
-        dilations = [layer.dilation[0] for layer in m.in_layers]
-        return cls(_augmented(m.start.weight[:, :, 0], m.start.bias), cond_layers, taps, dilations, res, skip,
-                   _augmented(m.end.weight[:, :, 0], m.end.bias), n, m.in_layers[0].kernel_size[0])
-
-    def __call__(self, x_a: torch.Tensor, cond_tm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x_a (T_g, n_half)``, ``cond_tm (T_g, cond_in + 1)`` -> ``(log_s, t)``, each ``(T_g, n_half)``."""
-        n, t_g = self.n_channels, x_a.shape[0]
-        pad = max(self.dilations) * (self.kernel_size - 1) // 2
-        # only the fixed parts are initialised: the zero rows either side (the convolutions' 'same'
-        # padding) and the all-ones bias columns; everything else is overwritten before it is read
-        h_pad = x_a.new_empty(t_g + 2 * pad, n)
-        h_pad[:pad].zero_()
-        h_pad[pad + t_g:].zero_()
-        h = h_pad[pad:pad + t_g]  # (T_g, n), a view
-        torch.mm(_with_ones_column(x_a), self.start, out=h)
-        acts = x_a.new_empty(t_g, n + 1)
-        acts[:, n].fill_(1.0)  # the bias input of res/skip
-        skip = x_a.new_empty(t_g, n + 1)
-        skip[:, n].fill_(1.0)  # the bias input of end
-        for i, d in enumerate(self.dilations):
-            pre = torch.mm(cond_tm, self.cond_layers[i])  # (T_g, 2n): conditioning + both biases
-            for j, w in enumerate(self.taps[i]):
-                offset = pad + (j - (self.kernel_size - 1) // 2) * d
-                pre.addmm_(h_pad[offset:offset + t_g], w)
-            pre.tanh_()  # [tanh(a), tanh(b / 2)]
-            ta, tb = pre[:, :n], pre[:, n:]
-            torch.addcmul(ta, ta, tb, out=acts[:, :n])  # tanh(a) (1 + tanh(b / 2)) = 2 tanh(a) sigmoid(b)
-            if i == 0:
-                torch.mm(acts, self.skip[i], out=skip[:, :n])
-            else:
-                skip[:, :n].addmm_(acts, self.skip[i])
-            if self.res[i] is not None:
-                h.addmm_(acts, self.res[i])
-        out = skip @ self.end  # (T_g, 2 n_half)
-        half = out.shape[1] // 2
-        return out[:, :half], out[:, half:]
 
 
 def _gated(pre: torch.Tensor, n_channels: int, inplace: bool) -> torch.Tensor:
@@ -435,19 +323,28 @@ class WaveGlow(nn.Module):
         z = torch.cat(early + [x], dim=1)  # (B, n_group, T_g)
         return FlowOutput(z=z, log_det=log_det)
 
-    def reverse(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def nll(self, audio: torch.Tensor, cond: torch.Tensor) -> FlowNLL:
+        """The training objective: the exact negative log-likelihood per audio sample, with its terms
+        (:func:`waveforge.losses.flow.flow_nll` under this model's prior ``N(0, sigma^2)``)."""
+        out = self(audio, cond)
+        return flow_nll(out.z, out.log_det, sigma=self.config.sigma)
+
+    def log_prob(self, audio: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """``log p(audio | cond)`` in nats, a density, summed per item: ``audio (B, 1, T)`` -> ``(B,)`` float64."""
+        return self.nll(audio, cond).log_prob
+
+    def reverse(self, z: torch.Tensor, cond: torch.Tensor, backend: str = "reference") -> torch.Tensor:
         """Exact inverse of :meth:`forward`: ``z (B, n_group, T_g)``, ``cond (B, C, F)`` -> ``(B, 1, T_g * n_group)``.
 
-        Without autograd (``inference_mode``/``no_grad``) this runs the time-major GEMM path
-        (:meth:`_reverse_time_major`), which computes the same function faster on CPUs.
+        ``backend``: ``"reference"`` (through the modules; differentiable) or ``"fast"`` (the same
+        function as time-major GEMMs, :func:`waveforge.kernels.waveglow.reverse`; no autograd).
         """
-        if not torch.is_grad_enabled() or not (z.requires_grad or cond.requires_grad or
-                                               any(p.requires_grad for p in self.parameters())):
-            return self._reverse_time_major(z, cond)
-        return self._reverse_modules(z, cond)
+        if backend == "fast":
+            from waveforge.kernels import waveglow as kernel
 
-    def _reverse_modules(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """:meth:`reverse` through the modules themselves (differentiable; the reference for the fast path)."""
+            return kernel.reverse(self, z, cond)
+        if backend != "reference":
+            raise ValueError(f"backend must be 'reference' or 'fast', got {backend!r}")
         c = self.config
         cond_g = self._squeezed_cond(cond, z.shape[-1] * c.n_group)
         # peel the early outputs off the front of z in the order forward() put them there
@@ -463,39 +360,6 @@ class WaveGlow(nn.Module):
                 x = torch.cat([early.pop(), x], dim=1)
         return unsqueeze(x, c.n_group)
 
-    @torch.no_grad()
-    def _reverse_time_major(self, z: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """:meth:`reverse` as plain GEMMs on time-major ``(T_g, channels)`` matrices, one batch item at a time.
-
-        Why: in ``(T_g, C)`` layout a dilated convolution's taps are contiguous row-shifted views of one
-        zero-padded buffer, so each tap is one in-place ``addmm_`` accumulating into the conditioning
-        term (no separate add pass), biases ride along as an extra all-ones column, and the squeezed
-        time-major state flattens straight back to audio. The gate uses
-        ``tanh(a) sigmoid(b) = tanh(a) (1 + tanh(b / 2)) / 2`` with the ``1/2`` factors folded into the
-        weights, so one ``tanh_`` over the whole ``[a; b]`` block and one ``addcmul`` replace three passes.
-        """
-        c = self.config
-        cond_g = self._squeezed_cond(cond, z.shape[-1] * c.n_group)  # (B, cond_in, T_g)
-        n_early = sum(self._is_early_exit(k) for k in range(c.n_flows))
-        weights = [m.time_major() for m in self.couplings]
-        inverses = [conv.inverse_matrix().to(z.dtype).T for conv in self.convinv]
-        audio = []
-        for b in range(z.shape[0]):
-            cond_tm = _with_ones_column(cond_g[b].T)  # (T_g, cond_in + 1)
-            zt = z[b].T  # (T_g, n_group)
-            x = zt[:, n_early * c.n_early_size:]
-            for k in reversed(range(c.n_flows)):
-                half = x.shape[1] // 2
-                x_a, x_b = x[:, :half], x[:, half:]
-                log_s, t = weights[k](x_a, cond_tm)  # (T_g, half) each
-                x_b = (x_b - t).mul_(torch.exp_(log_s.neg_()))
-                x = torch.cat([x_a, x_b], dim=1) @ inverses[k]  # (W^{-1} x^T)^T
-                if self._is_early_exit(k):
-                    j = sum(self._is_early_exit(i) for i in range(k)) * c.n_early_size
-                    x = torch.cat([zt[:, j:j + c.n_early_size], x], dim=1)
-            audio.append(x.reshape(1, -1))  # time-major squeezed state is the audio in order
-        return torch.stack(audio)  # (B, 1, T)
-
     @property
     def receptive_field_frames(self) -> int:
         """Frames of context either side beyond which an output sample cannot depend on ``z`` or ``cond``.
@@ -509,13 +373,14 @@ class WaveGlow(nn.Module):
         return math.ceil(samples / c.hop_length) + 2
 
     def infer(self, cond: torch.Tensor, sigma: float | None = None, generator: torch.Generator | None = None,
-              chunk_frames: int | None = None) -> torch.Tensor:
+              chunk_frames: int | None = None, backend: str = "fast") -> torch.Tensor:
         """Sample audio: ``cond (B, C, F)`` -> ``(B, 1, F * hop_length)``, from ``z ~ N(0, sigma^2 I)``
         (``sigma`` defaults to ``config.infer_sigma``).
 
         ``chunk_frames`` bounds memory on long inputs: ``z`` is drawn for the whole input first, then
         inverted in chunks with :attr:`receptive_field_frames` of context either side, so the result
-        equals the whole-input pass up to float rounding.
+        equals the whole-input pass up to float rounding. ``backend`` is :meth:`reverse`'s (sampling
+        needs no gradient, so the default is the fast one).
         """
         c = self.config
         sigma = c.infer_sigma if sigma is None else sigma
@@ -524,14 +389,14 @@ class WaveGlow(nn.Module):
         z = torch.randn(cond.shape[0], c.n_group, n_samples // c.n_group, generator=generator,
                         device=cond.device, dtype=cond.dtype) * sigma
         if chunk_frames is None or n_frames <= chunk_frames:
-            return self.reverse(z, cond)
+            return self.reverse(z, cond, backend)
         context = self.receptive_field_frames
         steps_per_frame = c.hop_length // c.n_group
         pieces = []
         for start in range(0, n_frames, chunk_frames):
             stop = min(start + chunk_frames, n_frames)
             lo, hi = max(0, start - context), min(n_frames, stop + context)
-            audio = self.reverse(z[..., lo * steps_per_frame:hi * steps_per_frame], cond[..., lo:hi])
+            audio = self.reverse(z[..., lo * steps_per_frame:hi * steps_per_frame], cond[..., lo:hi], backend)
             pieces.append(audio[..., (start - lo) * c.hop_length:(stop - lo) * c.hop_length])
         return torch.cat(pieces, dim=-1)
 
@@ -566,10 +431,10 @@ def waveglow_flops_per_sample(config: WaveGlowConfig) -> float:
 
 
 def _upsampler_flops_per_sample(c: WaveGlowConfig) -> float:
-    from waveforge.nn.upsample import _default_scales
+    from waveforge.nn.upsample import default_scales
 
     hidden = out = c.upsampled_cond_channels
-    scales = _default_scales(c.hop_length)
+    scales = default_scales(c.hop_length)
     per_frame = 2 * 3 * c.cond_channels * hidden  # pre conv at frame rate
     rate = 1  # outputs per frame after each stage
     for i, s in enumerate(scales):

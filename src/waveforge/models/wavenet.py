@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from waveforge import kernels
-from waveforge.audio.mulaw import mu_law_decode
-from waveforge.losses.logistic import discretized_mix_logistic_loss, sample_mix_logistic
+from waveforge.audio.mulaw import mu_law_decode, mu_law_encode
+from waveforge.losses.logistic import discretized_mix_logistic_log_prob, sample_mix_logistic
+from waveforge.models.config import ModelConfig
 from waveforge.nn.causal import ConvQueue, GatedResidualBlock
 from waveforge.nn.sampling import sample_categorical
 from waveforge.nn.upsample import ConditionUpsampler
@@ -36,7 +37,7 @@ OUTPUTS = ("mulaw", "logistic")
 
 
 @dataclass
-class WaveNetConfig:
+class WaveNetConfig(ModelConfig):
     """Architecture of one WaveNet (the model's own config; exported as JSON with ``asdict``)."""
 
     layers: int = 24
@@ -56,27 +57,17 @@ class WaveNetConfig:
     n_global: int = 0  # number of global class ids (e.g. instruments or speakers); 0: none
     global_channels: int = 16
 
-    @classmethod
-    def tiny(cls, **overrides) -> "WaveNetConfig":
-        """For tests: 6 layers (dilations 1, 2, 4 twice), 16 residual / 32 gate / 16 skip, hop 16."""
-        base = dict(layers=6, cycles=2, residual_channels=16, gate_channels=32, skip_channels=16, hop_length=16)
-        return cls(**{**base, **overrides})
-
-    @classmethod
-    def small(cls, **overrides) -> "WaveNetConfig":
-        """24 layers, 2 cycles of dilations 1..2048 (receptive field 8191), 64 residual / 128 gate / 64 skip, mu-law 256."""
-        return cls(**{**dict(layers=24, cycles=2), **overrides})
-
-    @classmethod
-    def paper(cls, **overrides) -> "WaveNetConfig":
-        """The WaveNet vocoder size (Shen et al. 2018 / Tacotron 2's vocoder as commonly reproduced):
-        30 layers, 3 cycles of dilations 1..512 (receptive field 3070), 512 residual / 512 gate /
-        256 skip channels, 10-component mixture of logistics over 16-bit samples, 80-band mel at hop 256."""
-        base = dict(
-            layers=30, cycles=3, residual_channels=512, gate_channels=512, skip_channels=256,
-            output="logistic", n_mixtures=10, cond_channels=80, hop_length=256,
-        )
-        return cls(**{**base, **overrides})
+    PRESETS = {
+        # The WaveNet vocoder size (Shen et al. 2018 / Tacotron 2's vocoder as commonly reproduced):
+        # 30 layers, 3 cycles of dilations 1..512 (receptive field 3070), 512 residual / 512 gate /
+        # 256 skip channels, 10-component mixture of logistics over 16-bit samples, 80-band mel at hop 256.
+        "paper": dict(layers=30, cycles=3, residual_channels=512, gate_channels=512, skip_channels=256,
+                      output="logistic", n_mixtures=10, cond_channels=80, hop_length=256),
+        # 24 layers, 2 cycles of dilations 1..2048 (receptive field 8191), 64 residual / 128 gate / 64 skip, mu-law 256
+        "small": dict(layers=24, cycles=2),
+        # 6 layers (dilations 1, 2, 4 twice), 16 residual / 32 gate / 16 skip, hop 16
+        "tiny": dict(layers=6, cycles=2, residual_channels=16, gate_channels=32, skip_channels=16, hop_length=16),
+    }
 
     def __post_init__(self):
         if self.output not in OUTPUTS:
@@ -102,10 +93,6 @@ class WaveNetConfig:
     @property
     def out_channels(self) -> int:
         return 2**self.mu_law_bits if self.output == "mulaw" else 3 * self.n_mixtures
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass
 class WaveNetCache:
@@ -213,11 +200,28 @@ class WaveNet(nn.Module):
             skip_sum = skip_sum + skip  # (B, skip, T)
         return self.head_out(F.relu(self.head_hidden(F.relu(skip_sum))))
 
+    def targets(self, audio: torch.Tensor) -> torch.Tensor:
+        """What the model predicts for ``audio (B, 1, T)`` in [-1, 1]: mu-law classes ``(B, T)``, or the audio itself."""
+        if self.config.output == "mulaw":
+            return mu_law_encode(audio[:, 0], self.config.mu_law_bits)
+        return audio
+
+    def log_prob_of(self, logits_or_params: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """``log p(target_t | past)`` in nats per sample, ``(B, T)``, from :meth:`forward`'s output on
+        ``shift_right(targets)``: the categorical over mu-law classes, or the discretised logistic mixture."""
+        if self.config.output == "mulaw":
+            return -F.cross_entropy(logits_or_params, targets, reduction="none")
+        return discretized_mix_logistic_log_prob(logits_or_params, targets, self.config.n_mixtures, self.config.logistic_classes)
+
     def loss(self, logits_or_params: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean NLL per sample (nats); targets as for :meth:`shift_right`."""
-        if self.config.output == "mulaw":
-            return F.cross_entropy(logits_or_params, targets)
-        return discretized_mix_logistic_loss(logits_or_params, targets, self.config.n_mixtures, self.config.logistic_classes)
+        return -self.log_prob_of(logits_or_params, targets).mean()
+
+    def log_prob(self, audio: torch.Tensor, cond: torch.Tensor | None = None, global_id: torch.Tensor | None = None) -> torch.Tensor:
+        """Teacher-forced ``log p(audio | cond)`` in nats per sample: ``audio (B, 1, T)`` -> ``(B, T)``
+        (the training objective is its negative mean; ``waveforge eval`` sums it)."""
+        targets = self.targets(audio)
+        return self.log_prob_of(self(self.shift_right(targets), cond, global_id), targets)
 
     # ---------------------------------------------------------------- cached generation (reference)
     def new_cache(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -28,16 +29,32 @@ def init_transposed_conv_(conv: nn.ConvTranspose1d, leaky_slope: float) -> None:
         conv.weight.copy_((torch.randn_like(conv.weight[:, :, :taps]) * std).repeat_interleave(r, dim=2))
 
 
-def _default_scales(hop_length: int) -> list[int]:
-    """Factor ``hop_length`` into small upsampling steps (e.g. 256 -> [4, 4, 4, 4])."""
-    scales, rest = [], hop_length
-    for f in (4, 2, 3, 5, 7):
-        while rest % f == 0 and rest > 1:
-            scales.append(f)
+def factor_hop(hop_length: int, factors: Sequence[int], limits: Mapping[int, int] | None = None) -> list[int]:
+    """Split ``hop_length`` into upsampling factors whose product is ``hop_length``, largest first.
+
+    Greedy in the order of ``factors``: each is taken as often as it divides what is left (at most
+    ``limits[f]`` times where a limit is given); a remainder no factor divides becomes one more
+    factor. ``[1]`` for a hop of 1. E.g. ``factor_hop(256, (4, 2, 3, 5, 7)) == [4, 4, 4, 4]`` and
+    ``factor_hop(256, (8, 5, 3, 2), {8: 2}) == [8, 8, 2, 2]``.
+    """
+    if hop_length < 1:
+        raise ValueError(f"hop_length must be positive, got {hop_length}")
+    limits = limits or {}
+    out, rest = [], hop_length
+    for f in factors:
+        taken = 0
+        while rest % f == 0 and rest > 1 and taken < limits.get(f, rest):
+            out.append(f)
             rest //= f
+            taken += 1
     if rest > 1:
-        scales.append(rest)
-    return sorted(scales, reverse=True) or [1]
+        out.append(rest)
+    return sorted(out, reverse=True) or [1]
+
+
+def default_scales(hop_length: int) -> list[int]:
+    """The condition upsampler's steps: small factors, 4 first (256 -> [4, 4, 4, 4], 300 -> [5, 5, 4, 3])."""
+    return factor_hop(hop_length, (4, 2, 3, 5, 7))
 
 
 class ConditionUpsampler(nn.Module):
@@ -58,7 +75,7 @@ class ConditionUpsampler(nn.Module):
         scales: list[int] | None = None,
     ):
         super().__init__()
-        scales = list(scales) if scales else _default_scales(hop_length)
+        scales = list(scales) if scales else default_scales(hop_length)
         if math.prod(scales) != hop_length:
             raise ValueError(f"upsampling scales {scales} multiply to {math.prod(scales)}, not hop_length {hop_length}")
         out_channels = out_channels or in_channels

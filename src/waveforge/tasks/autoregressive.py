@@ -11,7 +11,6 @@ from typing import Literal
 
 import torch
 
-from waveforge.audio.mulaw import mu_law_encode
 from waveforge.inference.modelfile import ModelFile
 from waveforge.models.samplernn import SampleRNN, SampleRNNConfig
 from waveforge.models.wavenet import WaveNet, WaveNetConfig
@@ -52,13 +51,8 @@ class WaveNetTask(WaveformTask):
         self.model = WaveNet(getattr(WaveNetConfig, preset)(**fields))
 
     def _nll(self, batch: dict) -> torch.Tensor:
-        audio, cond = batch["audio"], batch.get("cond")  # (B, 1, T), (B, C, T // hop)
-        if self.model.config.output == "mulaw":
-            targets = mu_law_encode(audio[:, 0], self.model.config.mu_law_bits)  # (B, T)
-        else:
-            targets = audio
-        out = self.model(self.model.shift_right(targets), cond)
-        return self.model.loss(out, targets)
+        """Mean NLL per sample (nats): ``audio (B, 1, T)``, ``cond (B, C, T // hop)``."""
+        return -self.model.log_prob(batch["audio"], batch.get("cond")).mean()
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self._nll(batch)
@@ -129,17 +123,10 @@ class SampleRNNTask(WaveformTask):
 
     def _subsequences(self, batch: dict):
         """Yield ``(samples (B, FS1 + L), targets (B, L), cond slice)`` over the segment, in order."""
-        c = self.model.config
-        classes = mu_law_encode(batch["audio"][:, 0], c.mu_law_bits)  # (B, T)
-        cond = batch.get("cond")
         length = self.hparams.tbptt_length
-        if classes.shape[-1] % length:
-            raise ValueError(f"segment length {classes.shape[-1]} is not a multiple of tbptt_length {length}")
-        context = torch.full((classes.shape[0], c.top_frame_size), self.model.silence, dtype=torch.long, device=classes.device)
-        padded = torch.cat([context, classes], dim=1)
-        for lo in range(0, classes.shape[-1], length):
-            cond_slice = None if cond is None else cond[:, :, lo // c.hop_length : (lo + length) // c.hop_length]
-            yield padded[:, lo : lo + c.top_frame_size + length], classes[:, lo : lo + length], cond_slice
+        if batch["audio"].shape[-1] % length:
+            raise ValueError(f"segment length {batch['audio'].shape[-1]} is not a multiple of tbptt_length {length}")
+        return self.model.subsequences(batch["audio"], batch.get("cond"), length)
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
         opt = self.optimizers()

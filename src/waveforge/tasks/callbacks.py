@@ -6,7 +6,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 
-from waveforge.audio.mel import MelConfig, MelSpectrogram
+from waveforge.audio.mel import MelSpectrogram
 
 
 class AudioLogger(L.Callback):
@@ -70,23 +70,8 @@ class AudioLogger(L.Callback):
 def _mel_image(reference: torch.Tensor, generated: torch.Tensor, sample_rate: int, mels: tuple | None = None):
     """Reference (top) and generated (bottom) log-mel, as an RGB array; ``mels`` (two ``(n_mels, F)``
     log-mels) are drawn instead of the audio's when given."""
-    import matplotlib
+    from waveforge.plots import log_mel_rgb
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    cfg = MelConfig(sample_rate=sample_rate, n_fft=1024, hop_length=256, win_length=1024, n_mels=80, f_max=min(8000.0, sample_rate / 2))
-    mel = MelSpectrogram(cfg)
-    fig, axes = plt.subplots(2, 1, figsize=(8, 5), sharex=True)
-    pictures = mels if mels is not None else [mel(x.reshape(1, 1, -1))[0] for x in (reference, generated)]
-    for ax, picture, title in zip(axes, pictures, ("reference", "generated")):
-        ax.imshow(picture.numpy(), origin="lower", aspect="auto", vmin=np.log(cfg.log_floor), cmap="magma")
-        ax.set_title(title)
-        ax.set_ylabel("mel band")
-    axes[-1].set_xlabel("frame")
-    fig.tight_layout()
-    fig.canvas.draw()
-    image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
-    plt.close(fig)
-    return image
+    if mels is not None:
+        return log_mel_rgb([("reference", mels[0]), ("generated", mels[1])], sample_rate, mels=True)
+    return log_mel_rgb([("reference", reference), ("generated", generated)], sample_rate)

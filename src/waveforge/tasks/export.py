@@ -91,17 +91,23 @@ def export_checkpoint(checkpoint: str | os.PathLike | list, output: str | os.Pat
     """Write the model of one checkpoint, or merge several stages of a VQ-VAE hierarchy.
 
     Several checkpoints are only meaningful for a hierarchy whose stages trained in parallel: each
-    part is taken from the last checkpoint that trained it (:meth:`VQVAETask.load_previous_stage`).
+    part is taken from the last checkpoint that trained it (:func:`waveforge.models.vqvae_stages.merge_stages`).
     """
     checkpoints = list(checkpoint) if isinstance(checkpoint, (list, tuple)) else [checkpoint]
     task = load_task(checkpoints[-1])
     if len(checkpoints) > 1:
-        from waveforge.tasks.vqvae import VQVAETask
+        from waveforge.models.vqvae_stages import StageSource, merge_stages
 
-        if not isinstance(task, VQVAETask):
+        if task.family != "vqvae":
             raise BadInputError(checkpoints[-1], f"only VQ-VAE stages can be merged; this is a {task.family} checkpoint")
+        sources = []
+        for path in checkpoints:
+            stage = task if path is checkpoints[-1] else load_task(path)
+            if stage.family != "vqvae":
+                raise BadInputError(path, f"only VQ-VAE stages can be merged; this is a {stage.family} checkpoint")
+            sources.append(StageSource(str(path), stage.model.config.to_dict(), stage.model.state_dict()))
         try:
-            task.load_previous_stage(checkpoints)
+            merge_stages(task.model, sources, retrained_level=task.level if task.stage == "autoencoder" else None)
         except ValueError as e:
             raise BadInputError(checkpoints[-1], str(e)) from None
     task.eval()

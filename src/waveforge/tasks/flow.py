@@ -1,6 +1,6 @@
 """Flow vocoder training (WaveGlow): maximum likelihood, one loss, no discriminator.
 
-The loss is the flow's negative log-likelihood per audio sample (:func:`waveforge.losses.flow.flow_nll`),
+The loss is the flow's negative log-likelihood per audio sample (:meth:`WaveGlow.nll <waveforge.models.waveglow.WaveGlow.nll>`: :func:`waveforge.losses.flow.flow_nll`),
 logged in nats and bits per sample with its prior and log-determinant terms. Validation logs the
 held-out NLL; the audio callback samples with ``infer_sigma`` (the paper's 0.6).
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 import torch
 
 from waveforge.inference.modelfile import ModelFile
-from waveforge.losses.flow import flow_nll
 from waveforge.models.waveglow import WaveGlow, WaveGlowConfig
 from waveforge.tasks.base import WaveformTask
 
@@ -58,9 +57,7 @@ class FlowVocoderTask(WaveformTask):
         ))
 
     def _nll(self, batch: dict):
-        audio, cond = batch["audio"], batch["cond"]  # (B, 1, T), (B, C, T // hop)
-        out = self.model(audio, cond)
-        return flow_nll(out.z, out.log_det, sigma=self.model.config.sigma)
+        return self.model.nll(batch["audio"], batch["cond"])  # (B, 1, T), (B, C, T // hop)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         nll = self._nll(batch)

@@ -17,26 +17,22 @@ from typing import Literal
 
 import torch
 
-from waveforge.audio.mel import MelConfig, MelSpectrogram
+from waveforge.audio.mel import MelConfig, MelSpectrogram, analysis_mel_config
 from waveforge.inference.modelfile import ModelFile
 from waveforge.losses.gan import discriminator_loss, feature_matching_loss, generator_loss
 from waveforge.losses.stft import MultiResolutionSTFTLoss, log_spectral_distance_loss, mel_l1_loss
-from waveforge.models.melgan import MelGANGenerator, MelGANGeneratorConfig, build_discriminator
+from waveforge.models.discriminators import build_discriminator
+from waveforge.models.melgan import MelGANGenerator, MelGANGeneratorConfig
+from waveforge.nn.upsample import factor_hop
 from waveforge.tasks.base import WaveformTask
 
 DEFAULT_LOSS_WEIGHTS = {"adversarial": 1.0, "feature_matching": 10.0, "mel": 45.0, "mr_stft": 0.0, "dc": 0.0, "lsd": 0.0}
 
 
 def default_upsample_factors(hop_length: int) -> list[int]:
-    """Split the hop into MelGAN-like stages, largest first (256 -> [8, 8, 2, 2], 300 -> [5, 5, 3, 2, 2])."""
-    factors, rest = [], hop_length
-    for f in (8, 5, 4, 3, 2):
-        while rest % f == 0 and rest > 1 and (f != 8 or len(factors) < 2):
-            factors.append(f)
-            rest //= f
-    if rest > 1:
-        factors.append(rest)
-    return sorted(factors, reverse=True)
+    """Split the hop into MelGAN-like stages, largest first: at most two 8s, then 5s, 3s and 2s, as
+    the paper's ``[8, 8, 2, 2]`` for 256 (and 300 -> [5, 5, 3, 2, 2])."""
+    return factor_hop(hop_length, (8, 5, 3, 2), limits={8: 2})
 
 
 class GANVocoderTask(WaveformTask):
@@ -107,7 +103,7 @@ class GANVocoderTask(WaveformTask):
         self.discriminator = build_discriminator(discriminator, discriminator_size)
         self.mr_stft = MultiResolutionSTFTLoss()
         # the mel term always uses a mel of the audio (also for piano-roll conditioning)
-        mel_cfg = self.feature if isinstance(self.feature, MelConfig) else MelConfig(sample_rate=sample_rate, f_max=min(8000.0, sample_rate / 2))
+        mel_cfg = self.feature if isinstance(self.feature, MelConfig) else analysis_mel_config(sample_rate)
         self.mel = MelSpectrogram(mel_cfg)
         self.register_buffer("generator_steps", torch.zeros((), dtype=torch.long))
 

@@ -40,13 +40,12 @@ from waveforge.audio.mulaw import mu_law_encode
 from waveforge.inference.modelfile import ModelFile, read_model_file
 from waveforge.losses.stft import MultiResolutionSTFTLoss
 from waveforge.models.prior import PriorConfig
-from waveforge.models.vqvae import VQVAEConfig, VQVAEHierarchy, VQVAELevelConfig
+from waveforge.models.vqvae import VQVAEConfig, VQVAEHierarchy, VQVAELevelConfig, codebook_perplexity
+from waveforge.models.vqvae_stages import StageSource, merge_stages
 from waveforge.tasks.base import WaveformTask
 
 DEFAULT_LOSS_WEIGHTS = {"l1": 1.0, "l2": 0.0, "mr_stft": 1.0, "commitment": 1.0, "nll": 1.0}
 STAGES = ("autoencoder", "prior")
-#: quantiser settings that shape training only: they may differ for a level a loaded file did not train
-TRAINING_ONLY_LEVEL_KEYS = ("beta", "ema_decay", "ema_epsilon", "restart_threshold")
 
 
 class VQVAETask(WaveformTask):
@@ -163,43 +162,13 @@ class VQVAETask(WaveformTask):
             p.requires_grad_(True)
 
     def load_previous_stage(self, paths: str | Path | list[str | Path]) -> None:
-        """Load the hierarchy trained so far from one checkpoint or model file, or from several.
-
-        With several files, each part (a level's autoencoder, a prior) comes from the last file in
-        which it has training steps; a part no file trained keeps the first file's weights.
-        """
+        """Load the hierarchy trained so far from one checkpoint or model file, or from several
+        (:func:`waveforge.models.vqvae_stages.merge_stages`: each part from the last file that trained it)."""
         paths = [Path(p) for p in (paths if isinstance(paths, (list, tuple)) else [paths])]
         if not paths:
             raise ValueError("init_from lists no files")
-        sources = [(path, *self._read_stage(path)) for path in paths]
-        mine = self.model.config.to_dict()
-        state = dict(sources[0][2])
-        trained = torch.zeros_like(self.model.trained)
-        prior_sources: dict[int, tuple[Path, dict]] = {}
-        for path, config, file_state in sources:
-            file_trained = file_state["trained"]
-            self._check_stage_config(path, config, mine, file_trained)
-            for level in range(len(self.model.levels)):
-                for kind, prefix in ((0, f"levels.{level}."), (1, self._prior_prefix(level))):
-                    if int(file_trained[level, kind]) > 0:
-                        state.update({k: v for k, v in file_state.items() if k.startswith(prefix)})
-                        trained[level, kind] = file_trained[level, kind]
-                        if kind == 1:
-                            prior_sources[level] = (path, file_state)
-        # a prior is only valid on the codes it was trained on: its file's autoencoders must be the loaded ones
-        for level, (path, file_state) in prior_sources.items():
-            for coded in [level] + ([level + 1] if level < self.model.top_level else []):
-                if int(file_state["trained"][coded, 0]) == 0:
-                    continue
-                prefix = f"levels.{coded}."
-                if any(not torch.equal(v, state[k]) for k, v in file_state.items() if k.startswith(prefix)):
-                    raise ValueError(f"{path}: its level-{level} prior was trained on another level-{coded} autoencoder "
-                                     "than the one loaded; retrain the prior on these codes")
-        state["trained"] = trained
-        self.model.load_state_dict(state)
-
-    def _prior_prefix(self, level: int) -> str:
-        return "top_prior." if level == self.model.top_level else f"upsamplers.{level}."
+        sources = [StageSource(str(path), *self._read_stage(path)) for path in paths]
+        merge_stages(self.model, sources, retrained_level=self.level if self.stage == "autoencoder" else None)
 
     def _read_stage(self, path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
         if path.suffix == ".safetensors":
@@ -213,20 +182,6 @@ class VQVAETask(WaveformTask):
         if not isinstance(previous, VQVAETask):
             raise ValueError(f"{path}: written by {type(previous).__name__}, not VQVAETask")
         return previous.model.config.to_dict(), previous.model.state_dict()
-
-    def _check_stage_config(self, path: Path, config: dict, mine: dict, file_trained: torch.Tensor) -> None:
-        """Architectures must match; a level's training-only settings only where that file trained
-        the level and this stage does not retrain it (they say how the loaded weights were made)."""
-        config, mine = _copy_levels(config), _copy_levels(mine)
-        for level, (theirs, ours) in enumerate(zip(config.get("levels", []), mine["levels"])):
-            retrained_here = self.stage == "autoencoder" and level == self.level
-            if retrained_here or int(file_trained[level, 0]) == 0:
-                for key in TRAINING_ONLY_LEVEL_KEYS:
-                    theirs.pop(key, None)
-                    ours.pop(key, None)
-        if config != mine:
-            diff = _dict_diff(config, mine)
-            raise ValueError(f"{path}: model config differs from this stage's ({diff}); use the same model settings in every stage")
 
     def _check_prerequisites(self) -> None:
         if self.stage == "autoencoder":
@@ -334,9 +289,8 @@ class VQVAETask(WaveformTask):
             return
         hist = self.all_gather(self._val_histogram)
         hist = hist.sum(0) if hist.dim() > 1 else hist
-        p = hist.float() / hist.sum()
         self.log("val/codebook_usage", (hist > 0).float().mean(), rank_zero_only=True)
-        self.log("val/perplexity", torch.exp(-(p * p.clamp_min(1e-10).log()).sum()), rank_zero_only=True)
+        self.log("val/perplexity", codebook_perplexity(hist), rank_zero_only=True)
 
     def configure_optimizers(self):
         hp = self.hparams
@@ -379,20 +333,3 @@ class VQVAETask(WaveformTask):
             state_dict=self.model.state_dict(),
             extra={"trained": self.model.trained.tolist(), "last_stage": self.stage, "last_level": self.level},
         )
-
-
-def _copy_levels(config: dict) -> dict:
-    return {**config, "levels": [dict(level) for level in config.get("levels", [])]}
-
-
-def _dict_diff(a: dict, b: dict, prefix: str = "") -> str:
-    diffs = []
-    for key in sorted(set(a) | set(b)):
-        va, vb = a.get(key), b.get(key)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            sub = _dict_diff(va, vb, f"{prefix}{key}.")
-            if sub:
-                diffs.append(sub)
-        elif va != vb:
-            diffs.append(f"{prefix}{key}: {va!r} there, {vb!r} here")
-    return "; ".join(diffs)[:300]

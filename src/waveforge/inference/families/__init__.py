@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from waveforge.errors import BadInputError
+
+if TYPE_CHECKING:
+    from waveforge.likelihood import LikelihoodKind
 
 
 @dataclass(frozen=True)
@@ -32,17 +35,64 @@ class SynthesisOptions:
     progress: bool = False
 
 
-class FamilyAdapter(Protocol):
-    name: str
-    #: frames of context on each side that make chunked synthesis match whole-input synthesis;
-    #: ``None`` means the family synthesises whole inputs (autoregressive models).
-    chunk_context_frames: int | None
+class FamilyAdapter:
+    """How one family's model is rebuilt from a model file and turned into audio.
+
+    Every adapter subclasses this and implements :meth:`build` and :meth:`synthesize`. The other
+    capabilities are declared here with their defaults, so callers never probe with ``hasattr``:
+
+    * chunking: :meth:`context_frames` is ``None`` for a family that synthesises whole inputs
+      (the default: autoregressive models, WaveGlow, the VQ-VAE); otherwise the frames of context
+      each side of a chunk. :meth:`chunk_frames` is the chunk length, :meth:`synthesize_chunked`
+      yields the chunks (by default each synthesised with its context, which is then cropped).
+    * ``compilable``: whether :meth:`Synthesizer.compile` may ``torch.compile`` the model.
+    * :meth:`synthesizer_class`: a family's own Synthesizer subclass (``None``: the plain one).
+    * likelihood: :meth:`likelihood_kind` is ``None`` for families without one (the default);
+      otherwise :meth:`log_likelihood` gives ``log p(audio | cond)`` (``waveforge eval``).
+    """
+
+    name: str = ""
+    #: Synthesizer.compile (``--compile``) may wrap the model in torch.compile
+    compilable: bool = False
 
     def build(self, model_config: dict, state_dict: dict[str, torch.Tensor]) -> nn.Module:
         """Rebuild the model, load weights, and make it inference-ready (eval mode, weight norm removed...)."""
+        raise NotImplementedError
 
     def synthesize(self, model: nn.Module, cond: torch.Tensor | None, n_samples: int, options: SynthesisOptions) -> torch.Tensor:
         """``cond: (B, C, F)`` or None -> ``(B, 1, n_samples)`` audio in [-1, 1]; ``n_samples = F * hop`` when conditioned."""
+        raise NotImplementedError
+
+    def synthesizer_class(self, model: nn.Module) -> type | None:
+        """The :class:`~waveforge.inference.synthesizer.Synthesizer` subclass ``waveforge.load`` returns
+        for ``model``, or ``None`` for the plain one (notes2mel: its two-stage front ends)."""
+        return None
+
+    # -- chunking --------------------------------------------------------------------------------
+    def context_frames(self, model: nn.Module) -> int | None:
+        """Frames of context on each side that make chunked synthesis match a whole-input pass;
+        ``None``: this family synthesises whole inputs."""
+        return None
+
+    def chunk_frames(self, model: nn.Module) -> int:
+        """Frames per chunk when :meth:`context_frames` is not ``None``."""
+        return 512
+
+    def synthesize_chunked(
+        self, model: nn.Module, cond: torch.Tensor, hop: int, chunk_frames: int, context: int, options: SynthesisOptions
+    ):
+        """Yield the audio of consecutive ``chunk_frames``-frame pieces of ``cond: (B, C, F)``, each
+        ``(B, 1, n * hop)``; override for families whose chunks carry state."""
+        yield from chunked_synthesis(self, model, cond, hop, chunk_frames, context, options)
+
+    # -- likelihood ------------------------------------------------------------------------------
+    def likelihood_kind(self, model: nn.Module) -> "LikelihoodKind | None":
+        """What :meth:`log_likelihood` measures (:class:`waveforge.likelihood.LikelihoodKind`), or ``None``."""
+        return None
+
+    def log_likelihood(self, model: nn.Module, audio: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        """``log p(audio | cond)`` in nats, summed over samples, float64: ``audio (B, 1, T)`` -> ``(B,)``."""
+        raise NotImplementedError(f"the {self.name} family has no likelihood")
 
 
 def chunked_synthesis(

@@ -2,7 +2,7 @@
 
 Long inputs are synthesised in chunks (bounded memory: the prepared conditioning holds
 ``n_layers * 2 * residual_channels`` floats per sample). Diffusion chunks are not bit-identical to a
-whole pass (each chunk draws its own noise), but each chunk sees ``chunk_context_frames`` of context
+whole pass (each chunk draws its own noise), but each chunk sees ``CONTEXT_FRAMES`` of context
 on both sides (twice one pass's receptive field for the base model), so seams carry no edge effects.
 """
 
@@ -12,19 +12,24 @@ import torch
 
 from waveforge.diffusion import Denoiser, DiffusionModel, SamplingConfig
 from waveforge.errors import BadInputError
-from waveforge.inference.families import SynthesisOptions
+from waveforge.inference.families import FamilyAdapter, SynthesisOptions
 from waveforge.models.diffwave import DiffWave, DiffWaveConfig
 
+#: frames of context each side of a chunk
+CONTEXT_FRAMES = 24
 
-class DiffWaveAdapter:
+
+class DiffWaveAdapter(FamilyAdapter):
     name = "diffwave"
-    chunk_context_frames = 24
 
     def build(self, model_config: dict, state_dict: dict[str, torch.Tensor]) -> DiffusionModel:
         model = DiffWave(DiffWaveConfig(**model_config["diffwave"]))
         model.load_state_dict(state_dict)
         denoiser = Denoiser(model, model_config["prediction"], model_config["sigma_data"])
         return DiffusionModel(denoiser, SamplingConfig(**model_config.get("sampling", {}))).eval()
+
+    def context_frames(self, model: DiffusionModel) -> int:
+        return CONTEXT_FRAMES
 
     def synthesize(self, model: DiffusionModel, cond: torch.Tensor | None, n_samples: int, options: SynthesisOptions) -> torch.Tensor:
         try:

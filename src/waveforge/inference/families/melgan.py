@@ -1,8 +1,7 @@
 """MelGAN: a feed-forward generator, so long inputs are vocoded in chunks with frame context.
 
-Inference uses the reference generator with weight norm folded: on an idle 2-core machine it ran
-the paper model at 18.7x real time against 15.2x for ``models.melgan_fast`` (which wins only when
-the cores are shared, by avoiding a barrier per op; `waveforge bench` reports both).
+Inference uses the reference generator with weight norm folded (``remove_weight_norm``): one
+convolution per layer instead of a weight recomputed on every call.
 
 A generator with a phase-integrating head (``output="stft"`` or ``"sines"``) is chunked too, but its
 phase is a running sum over the whole input: each chunk starts from the phase the previous
@@ -16,13 +15,12 @@ import math
 import torch
 import torch.nn.functional as F
 
-from waveforge.inference.families import SynthesisOptions, chunked_synthesis
+from waveforge.inference.families import FamilyAdapter, SynthesisOptions, chunked_synthesis
 from waveforge.models.melgan import MelGANGenerator, MelGANGeneratorConfig
 
 
-class MelGANAdapter:
+class MelGANAdapter(FamilyAdapter):
     name = "melgan"
-    chunk_context_frames = 32  # not None: this family chunks; the context used is context_frames(model)
     compilable = True  # Synthesizer.compile: torch.compile of the plain module
 
     def build(self, model_config: dict, state_dict: dict[str, torch.Tensor]) -> MelGANGenerator:
@@ -31,10 +29,8 @@ class MelGANAdapter:
         return model.remove_weight_norm().eval()
 
     def chunk_frames(self, model: MelGANGenerator) -> int:
-        """256 frames, or 8x the context when that is wider. The paper generator vocoding 60 s on 2
-        cores, context 8 frames: 14.1x / 14.5x / 14.4x / 6.2x real time in chunks of 128 / 256 /
-        512 / 1024 frames (with glibc's mmap threshold raised: 17.6x / 18.0x / 14.5x / 13.6x);
-        larger chunks' activations fall out of cache and are mmap'd afresh on every call."""
+        """256 frames, or 8x the context when that is wider: larger chunks' activations fall out of
+        cache and glibc maps them afresh on every call (``docs/benchmarks.md`` has the chunk sizes tried)."""
         return max(256, 8 * self.context_frames(model))
 
     def context_frames(self, model: MelGANGenerator) -> int:
@@ -46,22 +42,22 @@ class MelGANAdapter:
             raise ValueError("MelGAN needs conditioning")
         return model(_long_enough(model, cond))[..., :n_samples].clamp(-1.0, 1.0)
 
-    def synthesize_chunked(self, model: MelGANGenerator, cond: torch.Tensor, chunk_frames: int, context: int, options: SynthesisOptions):
+    def synthesize_chunked(self, model: MelGANGenerator, cond: torch.Tensor, hop: int, chunk_frames: int, context: int, options: SynthesisOptions):
         """Yield the audio of consecutive ``chunk_frames``-frame pieces of ``cond: (B, C, F)``, each ``(B, 1, n * hop)``."""
-        n_frames, hop = cond.shape[-1], model.hop_length
+        n_frames = cond.shape[-1]
         if model.config.output == "waveform":
             yield from chunked_synthesis(self, model, cond, hop, chunk_frames, context, options)
             return
         rate = math.prod(model.config.upsample_factors)  # stft frames per conditioning frame
-        phase_before_start = model.bin_start.double().expand(cond.shape[0], -1)  # (B, K): the phase before frame `start`
+        phase_before_start = model.head.bin_start.double().expand(cond.shape[0], -1)  # (B, K): the phase before frame `start`
         for start in range(0, n_frames, chunk_frames):
             stop = min(start + chunk_frames, n_frames)
             lo, hi = max(0, start - context), min(n_frames, stop + context)
             log_magnitude, increments = model.spectral_frames(_long_enough(model, cond[..., lo:hi]))
             summed = increments.double().cumsum(dim=-1)  # (B, K, L): phase advance from frame lo
             before_lo = phase_before_start - (summed[..., (start - lo) * rate - 1] if start > lo else 0.0)
-            phase = model.integrate_phase(increments, start=before_lo)
-            audio = model.frames_to_audio(log_magnitude, increments, phase)
+            phase = model.head.integrate_phase(increments, start=before_lo)
+            audio = model.head.synthesize(log_magnitude, increments, phase)
             yield audio[..., (start - lo) * hop : (stop - lo) * hop].clamp(-1.0, 1.0)
             phase_before_start = (before_lo + summed[..., (stop - lo) * rate - 1]).remainder(2 * math.pi)
 

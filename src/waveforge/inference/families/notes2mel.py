@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from waveforge.audio.mel import MelConfig
 from waveforge.diffusion import CFGDenoiser, Denoiser, SamplingConfig, get_sampler, get_sigmas
 from waveforge.errors import BadInputError
-from waveforge.inference.families import SynthesisOptions
+from waveforge.inference.families import FamilyAdapter, SynthesisOptions
 from waveforge.models.notes2mel import Notes2Mel, Notes2MelConfig, Notes2MelDenoiser
 
 OBJECTIVES = ("regression", "diffusion")
@@ -167,9 +167,9 @@ def build_stage(model_config: dict, state_dict: dict[str, Tensor]) -> Notes2MelS
     return Notes2MelStage(objective, model, mel_config, denoiser, SamplingConfig(**model_config.get("sampling", {}))).eval()
 
 
-class Notes2MelAdapter:
+class Notes2MelAdapter(FamilyAdapter):
     name = "notes2mel"
-    chunk_context_frames = None  # the two-stage synthesizer chunks each stage itself
+    # context_frames is None (the default): the two-stage synthesizer chunks each stage itself
 
     def build(self, model_config: dict, state_dict: dict[str, Tensor]) -> nn.Module:
         notes_state = {k: v for k, v in state_dict.items() if not k.startswith(VOCODER_PREFIX)}

@@ -17,14 +17,13 @@ import torch
 import torch.nn.functional as F
 
 from waveforge.errors import BadInputError
-from waveforge.inference.families import SynthesisOptions
+from waveforge.inference.families import FamilyAdapter, SynthesisOptions
 from waveforge.models.vqvae import VQVAEConfig, VQVAEHierarchy
 from waveforge.utils.atomic import atomic_path
 
 
-class VQVAEAdapter:
+class VQVAEAdapter(FamilyAdapter):
     name = "vqvae"
-    chunk_context_frames = None  # unconditional; sampled whole
 
     def build(self, model_config: dict, state_dict: dict[str, torch.Tensor]) -> VQVAEHierarchy:
         model = VQVAEHierarchy(VQVAEConfig.from_dict(model_config))
@@ -35,7 +34,7 @@ class VQVAEAdapter:
         """Top prior -> upsamplers -> level-0 decoder, a progress bar per level: ``(batch_size, 1, n_samples)``."""
         if cond is not None:
             raise ValueError("a VQ-VAE hierarchy is unconditional")
-        return model.sample(n_samples, options.batch_size, options.temperature, options.top_p, show_progress=options.progress)
+        return model.sample(n_samples, options.batch_size, options.temperature, options.top_p, progress=options.progress)
 
 
 ADAPTER = VQVAEAdapter()
@@ -107,70 +106,6 @@ def decode_codes(model: VQVAEHierarchy, arrays: dict[str, np.ndarray], level: in
         ratio = model.levels[level].above_ratio
         if above.shape[-1] * ratio != codes.shape[-1]:
             raise BadInputError(None, f"codes_{level + 1} has {above.shape[-1]} codes; level {level}'s {codes.shape[-1]} need {codes.shape[-1] / ratio:g}")
-    audio = model.decode(codes, level, options.temperature, options.top_p, show_progress=options.progress, above_codes=above)
+    audio = model.decode(codes, level, options.temperature, options.top_p, progress=options.progress, above_codes=above)
     n = int(arrays["n_samples"]) if "n_samples" in arrays else audio.shape[-1]
     return audio[..., :n]
-
-
-# ------------------------------------------------------------------------- held-out metrics
-@torch.no_grad()
-def evaluate_hierarchy(
-    model_path: str | os.PathLike, data_root: str | os.PathLike, split: str = "test", seconds: float = 10.0, max_pieces: int | None = None
-) -> dict:
-    """Per level on a split's pieces (first ``seconds`` of each): reconstruction MR-STFT distance
-    (feed-forward decoders), codebook usage (fraction of codes used at least once) and perplexity,
-    and the prior's / upsampler's NLL in bits per code on context-sized windows of the true codes."""
-    import waveforge
-    from waveforge.audio.io import audio_info, load_audio
-    from waveforge.data.maestro import MaestroIndex
-    from waveforge.losses.stft import mr_stft_distance
-    from waveforge.utils.progress import progress
-
-    synth = waveforge.load(model_path)
-    if synth.family != "vqvae":
-        raise BadInputError(model_path, f"a {synth.family} model, not a vqvae hierarchy")
-    model: VQVAEHierarchy = synth.model
-    records = MaestroIndex(data_root).split(split)[:max_pieces]
-    if not records:
-        raise BadInputError(data_root, f"split {split!r} has no pieces")
-    n_levels = len(model.levels)
-    histograms = [torch.zeros(lv.config.codebook_size, dtype=torch.long, device=synth.device) for lv in model.levels]
-    distances: list[list[float]] = [[] for _ in range(n_levels)]
-    nll_sum, nll_count = [0.0] * n_levels, [0] * n_levels
-    multiple = model.hop_multiple
-    for record in progress(records, desc=f"eval {split}", unit="piece"):
-        rate = audio_info(record.audio_path).sample_rate
-        audio = load_audio(record.audio_path, synth.sample_rate, frames=int(math.ceil(seconds * rate)))
-        n = audio.shape[-1] // multiple * multiple
-        if n == 0:
-            continue
-        audio = audio[..., :n].reshape(1, 1, n)
-        codes = model.encode(audio)
-        for level, c in enumerate(codes):
-            histograms[level] += torch.bincount(c.flatten(), minlength=histograms[level].numel())
-            if model.config.levels[level].decoder == "feedforward":
-                above = codes[level + 1] if level < model.top_level else None
-                distances[level].append(float(mr_stft_distance(model.decode(c, level, above_codes=above), audio)[0]))
-            prior = model.prior(level)
-            context, ratio = prior.config.context, prior.config.cond_ratio
-            for start in range(0, c.shape[-1], context):
-                tokens = c[:, start : start + context]
-                cond = codes[level + 1][:, start // ratio : (start + tokens.shape[-1]) // ratio] if prior.conditional else None
-                if cond is not None and cond.shape[-1] * ratio != tokens.shape[-1]:
-                    continue
-                nll_sum[level] += float(prior.loss(prior(tokens, cond), tokens)) * tokens.numel()
-                nll_count[level] += tokens.numel()
-    levels = []
-    for level in range(n_levels):
-        hist = histograms[level].float()
-        p = hist / hist.sum().clamp_min(1)
-        levels.append({
-            "level": level,
-            "hop_length": model.config.levels[level].hop_length,
-            "mr_stft": sum(distances[level]) / len(distances[level]) if distances[level] else None,
-            "codebook_usage": float((hist > 0).float().mean()),
-            "perplexity": float(torch.exp(-(p * p.clamp_min(1e-10).log()).sum())),
-            "prior_bits_per_code": nll_sum[level] / nll_count[level] / math.log(2) if nll_count[level] else None,
-        })
-    return {"model": str(model_path), "split": split, "pieces": len(records), "seconds_per_piece": seconds,
-            "trained_steps": synth.model_file.extra.get("trained"), "levels": levels}

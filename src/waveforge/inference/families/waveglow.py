@@ -1,17 +1,15 @@
 """WaveGlow: sampling inverts the flow from Gaussian noise; long inputs are chunked inside the model.
 
 The Synthesizer's own chunking would draw fresh noise per chunk, so this adapter asks for whole
-inputs (``chunk_context_frames = None``) and lets :meth:`WaveGlow.infer` chunk with the noise drawn
+inputs (``context_frames`` is ``None``) and lets :meth:`WaveGlow.infer` chunk with the noise drawn
 once for the whole input, which matches a whole-input pass exactly.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-from waveforge.inference.families import SynthesisOptions
+from waveforge.inference.families import FamilyAdapter, SynthesisOptions
 from waveforge.likelihood import LikelihoodKind
 from waveforge.models.waveglow import WaveGlow, WaveGlowConfig
 
@@ -19,9 +17,8 @@ from waveforge.models.waveglow import WaveGlow, WaveGlowConfig
 CHUNK_FRAMES = 2048
 
 
-class WaveGlowAdapter:
+class WaveGlowAdapter(FamilyAdapter):
     name = "waveglow"
-    chunk_context_frames = None
 
     def build(self, model_config: dict, state_dict: dict[str, torch.Tensor]) -> WaveGlow:
         model = WaveGlow(WaveGlowConfig(**model_config))
@@ -39,11 +36,7 @@ class WaveGlowAdapter:
 
     def log_likelihood(self, model: WaveGlow, audio: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """The flow's exact ``log p(audio | cond)`` (a density, nats, summed): ``audio (B, 1, T)`` -> ``(B,)``."""
-        out = model(audio, cond)
-        n = audio.shape[-1]
-        sigma = model.config.sigma
-        prior = out.z.double().pow(2).flatten(1).sum(-1) / (2 * sigma**2) + n * (math.log(sigma) + 0.5 * math.log(2 * math.pi))
-        return out.log_det.double() - prior
+        return model.log_prob(audio, cond)
 
 
 ADAPTER = WaveGlowAdapter()

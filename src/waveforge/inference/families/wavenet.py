@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from waveforge.inference.families import SynthesisOptions
+from waveforge.inference.families import FamilyAdapter, SynthesisOptions
 from waveforge.likelihood import LikelihoodKind
 from waveforge.models.wavenet import WaveNet, WaveNetConfig
 
 
-class WaveNetAdapter:
+class WaveNetAdapter(FamilyAdapter):
     name = "wavenet"
-    chunk_context_frames = None  # whole inputs: chunking would restart the autoregression
 
     def build(self, model_config: dict, state_dict: dict[str, torch.Tensor]) -> WaveNet:
         model = WaveNet(WaveNetConfig(**model_config))
@@ -31,17 +30,9 @@ class WaveNetAdapter:
         c = model.config
         return LikelihoodKind("mulaw", c.mu_law_bits) if c.output == "mulaw" else LikelihoodKind("linear", 16)
 
-    def log_likelihood(self, model: WaveNet, audio: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
-        """Teacher-forced ``log p(audio | cond)`` in nats, summed over samples: ``audio (B, 1, T)`` -> ``(B,)``."""
-        if model.config.output == "mulaw":
-            targets = self.likelihood_kind(model).classes(audio[:, 0])  # (B, T)
-            log_probs = -torch.nn.functional.cross_entropy(model(model.shift_right(targets), cond), targets, reduction="none")
-        else:
-            from waveforge.losses.logistic import discretized_mix_logistic_log_prob
-
-            c = model.config
-            log_probs = discretized_mix_logistic_log_prob(model(model.shift_right(audio), cond), audio, c.n_mixtures, c.logistic_classes)
-        return log_probs.double().sum(dim=-1)
+    def log_likelihood(self, model, audio: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        """``log p(audio | cond)`` in nats, summed: ``audio (B, 1, T)`` -> ``(B,)`` (the model's ``log_prob``)."""
+        return model.log_prob(audio, cond).double().sum(dim=-1)
 
 
 ADAPTER = WaveNetAdapter()
