@@ -210,14 +210,17 @@ def _cmd_models(args) -> int:
 def _split_model(command: str, paths: list[Path], default: str, input_suffixes: tuple[str, ...]) -> tuple[Path, list[Path]]:
     """``[MODEL] INPUT...`` -> (model, inputs): the first argument is the model unless it is the only
     one or its suffix marks an input; then the shipped ``default`` is the model."""
-    from waveforge.pretrained import SHIPPED
+    from waveforge.pretrained import SHIPPED, resolve
 
     first = paths[0]
     if len(paths) == 1 or first.suffix.lower() in input_suffixes:
         if len(paths) == 1 and (first.suffix.lower() == ".safetensors" or str(first) in SHIPPED):
             raise BadInputError(first, f"is a model; {command} needs an input file after it")
-        return Path(default), paths
-    return first, paths[1:]
+        model, inputs = Path(default), paths
+    else:
+        model, inputs = first, paths[1:]
+    resolve(model)  # an absent shipped model is refused before any output folder is made
+    return model, inputs
 
 
 def _cmd_demo(args) -> int:
