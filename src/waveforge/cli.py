@@ -185,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "beside the reference audio and FluidSynth's render; needs pip install 'waveforge[notes]'")
     p.add_argument("--fluidsynth-soundfont", type=Path, default=None,
                    help="soundfont of the FluidSynth baseline render (default: the one pretty_midi ships)")
+    p.add_argument("--griffin-lim-iters", type=int, default=64, help="iterations of the Griffin-Lim baseline (default 64)")
     _add_synthesis_options(p)
     p.set_defaults(func=_cmd_eval)
 
@@ -482,7 +483,7 @@ def _cmd_eval(args) -> int:
         check_output_path(args.output)
     result = evaluate_model(
         args.model, args.data, split=args.split, max_pieces=args.max_pieces, seconds=args.seconds, options=_options(args),
-        notes=args.notes, fluidsynth_soundfont=args.fluidsynth_soundfont,
+        notes=args.notes, fluidsynth_soundfont=args.fluidsynth_soundfont, griffin_lim_iters=args.griffin_lim_iters,
     )
     text = json.dumps(result, indent=2)
     if args.output:
