@@ -258,3 +258,17 @@ def test_every_shipped_file_has_a_card_and_all_fit_in_25_mb():
         read_model_file(REAL_FOLDER / model.filename)  # a valid model file
     assert sum((REAL_FOLDER / m.filename).stat().st_size for m in present) <= 25_000_000
     assert {p.name for p in REAL_FOLDER.glob("*.safetensors")} <= {m.filename for m in SHIPPED.values()}
+
+
+@pytest.mark.slow
+def test_demo_scores_the_shipped_models_notes_with_the_transcriber(shipped, tiny_corpus, tmp_path):
+    from waveforge.data.maestro import MaestroIndex
+    from waveforge.demo import shipped_demo
+    from waveforge.notes import notes_available
+
+    if not notes_available():
+        pytest.skip("the notes extra (transkun, mir_eval) is not installed")
+    metrics = shipped_demo(tmp_path / "shipped", MaestroIndex(tiny_corpus).split("test")[0], notes=True, seconds=3.0)
+    assert set(metrics["onset_f1"]) == {"reference", "piano", "piano-vocoder", "fluidsynth"}
+    assert metrics["onset_f1"]["reference"] > 0.5  # the transcriber hears the reference's notes: the scoring is wired up
+    assert all(0.0 <= f1 <= 1.0 for f1 in metrics["onset_f1"].values())
