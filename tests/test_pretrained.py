@@ -16,6 +16,7 @@ from waveforge.audio.io import load_audio
 from waveforge.audio.mel import MelConfig
 from waveforge.cli import main
 from waveforge.errors import BadInputError
+from waveforge.inference.families.notes2mel import VOCODER_PREFIX
 from waveforge.inference.modelfile import ModelFile, convert_model_file, read_model_file, save_model_file
 from waveforge.inference.twostage import ComposedRenderer, compose_model_file
 from waveforge.midi.roll import PianoRollConfig
@@ -153,6 +154,30 @@ def test_render_and_vocode_without_a_model_use_the_shipped_ones(shipped, tmp_pat
     assert main(["vocode", str(shipped / "piano-vocoder.safetensors"), str(a), str(b), "-o", str(tmp_path / "path")]) == 0
     for stem in ("a", "b"):
         torch.testing.assert_close(load_audio(tmp_path / "default" / f"{stem}.wav"), load_audio(tmp_path / "path" / f"{stem}.wav"), rtol=0, atol=0)
+
+
+def test_every_command_taking_a_model_takes_a_name(shipped, tiny_corpus, tmp_path, capsys):
+    renderer = _renderer_file()
+    notes = ModelFile("notes2mel", {k: v for k, v in renderer.model_config.items() if k != "vocoder"}, renderer.feature,
+                      renderer.sample_rate, {k: v for k, v in renderer.state_dict.items() if not k.startswith(VOCODER_PREFIX)})
+    save_model_file(tmp_path / "notes.safetensors", notes)
+    assert main(["render", str(tmp_path / "notes.safetensors"), str(FIXTURE_MIDI), "--vocoder", "piano-vocoder", "-o", str(tmp_path / "r.wav")]) == 0
+    assert main(["export", str(tmp_path / "notes.safetensors"), "--vocoder", "piano-vocoder", "-o", str(tmp_path / "c.safetensors")]) == 0
+    assert isinstance(waveforge.load(tmp_path / "c.safetensors"), ComposedRenderer)
+    assert main(["vocode", "piano-vocoder", str(write_wav(tmp_path / "s.wav")), "-o", str(tmp_path / "v")]) == 0
+    assert main(["eval", "piano-vocoder", "--data", str(tiny_corpus), "--max-pieces", "1", "--seconds", "1",
+                 "-o", str(tmp_path / "eval.json")]) == 0
+    assert json.loads((tmp_path / "eval.json").read_text())["pieces"] == 1
+    assert main(["export", "piano-vocoder", "--dtype", "float32", "-o", str(tmp_path / "v32.safetensors")]) == 0
+    assert read_model_file(tmp_path / "v32.safetensors").extra["weights_dtype"] == "float32"
+
+
+def test_vocoder_weights_without_a_vocoder_config_are_refused(tmp_path):
+    renderer = _renderer_file()
+    config = {k: v for k, v in renderer.model_config.items() if k != "vocoder"}
+    save_model_file(tmp_path / "odd.safetensors", ModelFile("notes2mel", config, renderer.feature, renderer.sample_rate, renderer.state_dict))
+    with pytest.raises(BadInputError, match="config names no vocoder"):
+        waveforge.load(tmp_path / "odd.safetensors")
 
 
 def test_a_model_alone_is_refused_in_one_line(shipped, tmp_path, capsys):
