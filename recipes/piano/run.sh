@@ -18,15 +18,16 @@ mkdir -p "$out"
 source "$here/../stages.sh"
 prepare_data
 
-# 1. the mel vocoder: recipes/melgan/cpu.yaml on the piano corpus
-here=$root/recipes/melgan recipe=cpu run=$out/vocoder fit_and_export
-# 2. the notes-to-mel stage: recipes/notes2mel/cpu.yaml on the same corpus
-here=$root/recipes/notes2mel recipe=cpu run=$out/notes fit_and_export
+# 1. the mel vocoder: recipes/melgan/cpu.yaml on the piano corpus, in the run folder of `recipes/melgan/run.sh cpu`
+#    (a finished run there is resumed at its last step, so it is only exported again)
+here=$root/recipes/melgan recipe=cpu run=runs/melgan-cpu fit_and_export
+# 2. the notes-to-mel stage: recipes/notes2mel/cpu.yaml on the same corpus, as `recipes/notes2mel/run.sh cpu`
+here=$root/recipes/notes2mel recipe=cpu run=runs/notes2mel-cpu fit_and_export
 here=$root/recipes/piano
 
 # 3. one renderer file (notes-to-mel + the vocoder), then both in float16
-waveforge export "$out/notes/model.safetensors" --vocoder "$out/vocoder/model.safetensors" -o "$out/piano-float32.safetensors"
-cp "$out/vocoder/model.safetensors" "$out/piano-vocoder-float32.safetensors"
+waveforge export runs/notes2mel-cpu/model.safetensors --vocoder runs/melgan-cpu/model.safetensors -o "$out/piano-float32.safetensors"
+cp runs/melgan-cpu/model.safetensors "$out/piano-vocoder-float32.safetensors"
 for name in piano piano-vocoder; do
   waveforge export "$out/$name-float32.safetensors" --dtype float16 -o "$out/$name.safetensors"
 done
