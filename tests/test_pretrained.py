@@ -116,7 +116,7 @@ def test_models_lists_what_is_shipped(shipped, capsys):
     assert main(["models", "--json"]) == 0
     rows = {row["name"]: row for row in map(json.loads, capsys.readouterr().out.splitlines())}
     assert set(rows) == set(SHIPPED)
-    for name, does in (("piano", "piano: a tiny test renderer"), ("piano-vocoder", "piano-vocoder: a tiny test vocoder")):
+    for name, does in (("piano", "a tiny test renderer"), ("piano-vocoder", "a tiny test vocoder")):
         row = rows[name]
         path = shipped / SHIPPED[name].filename
         with safe_open(str(path), framework="pt") as f:
@@ -280,6 +280,7 @@ def test_every_shipped_file_has_a_card_and_all_fit_in_25_mb():
         assert card.is_file(), f"{model.filename} is shipped without its card {model.card}"
         headings = [line for line in card.read_text().splitlines() if line.startswith("## ")]
         assert headings == template_headings, f"{model.card} does not follow {CARD_TEMPLATE.name}"
+        assert "TODO" not in card.read_text(), f"{model.card} still has TODOs: fill them in from recipes/piano/run.sh's results"
         read_model_file(REAL_FOLDER / model.filename)  # a valid model file
     assert sum((REAL_FOLDER / m.filename).stat().st_size for m in present) <= 25_000_000
     assert {p.name for p in REAL_FOLDER.glob("*.safetensors")} <= {m.filename for m in SHIPPED.values()}

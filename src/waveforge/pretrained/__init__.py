@@ -92,7 +92,7 @@ def describe(model: ShippedModel) -> dict:
 
     path, card = folder() / model.filename, folder() / model.card
     row = {"name": model.name, "file": model.filename, "present": path.is_file(), "card": model.card if card.is_file() else None,
-           "does": card_summary(card) or model.does}
+           "does": (card_summary(card) or model.does).removeprefix(f"{model.name}:").strip()}
     if not row["present"]:
         return row
     with safe_open(str(path), framework="pt", device="cpu") as f:
