@@ -14,6 +14,12 @@ from pathlib import Path
 from waveforge.errors import BadInputError
 
 
+MODEL_HELP = "a model file (.safetensors) or a shipped model's name (waveforge models lists them)"
+#: inputs that are never a model: MIDI for render, audio and mels for vocode
+MIDI_SUFFIXES = (".mid", ".midi")
+VOCODE_INPUT_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff", ".npy")
+
+
 def _add_threads_option(p) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="intra-op CPU threads (default: the cores not already busy, from the load average; "
@@ -59,7 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="waveforge", description="Waveform-domain music generation.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("demo", help="the main job on embedded data, no downloads")
+    p = sub.add_parser("models", help="the models shipped in the package (usable by name wherever a model file goes)")
+    p.add_argument("--json", action="store_true", help="one JSON object per model")
+    p.set_defaults(func=_cmd_models)
+
+    p = sub.add_parser("demo", help="the shipped models on a held-out piece, then a short training run; no downloads")
     p.add_argument("-o", "--out", type=Path, default=Path("demo-out"), help="output folder (default demo-out)")
     p.add_argument("--minutes", type=float, default=None, help="training budget in minutes (default: the demo's)")
     p.set_defaults(func=_cmd_demo)
@@ -98,16 +108,20 @@ def build_parser() -> argparse.ArgumentParser:
                                    "classes from waveforge.tasks are accepted, but export only checkpoints you trust. "
                                    "Share exported models (.safetensors: no code), not checkpoints.")
     p.add_argument("checkpoint", type=Path, nargs="+",
-                   help="one checkpoint; or several VQ-VAE stages trained in parallel, each part from the last that trained it")
+                   help="one checkpoint; or several VQ-VAE stages trained in parallel, each part from the last that trained it; "
+                        "or an exported .safetensors model (or a shipped model's name) to rewrite with --dtype")
     p.add_argument("-o", "--output", type=Path, required=True)
     p.add_argument("--vocoder", type=Path, default=None,
-                   help="a mel vocoder (.safetensors) to store with a notes-to-mel model: one file that renders MIDI "
-                        "(the notes model may be a checkpoint or an exported .safetensors)")
+                   help="a mel vocoder (.safetensors or a shipped name) to store with a notes-to-mel model: one file that "
+                        "renders MIDI (the notes model may be a checkpoint or an exported .safetensors)")
+    p.add_argument("--dtype", choices=("float32", "float16"), default="float32",
+                   help="storage of the floating-point weights (default float32); float16 halves the file and loads as float32")
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("vocode", help="wav (analysed to mel) or .npy mel -> wav")
-    p.add_argument("model", type=Path)
-    p.add_argument("inputs", type=Path, nargs="+")
+    p.add_argument("inputs", type=Path, nargs="+", metavar="[MODEL] INPUT",
+                   help="the vocoder (a .safetensors file or a shipped model's name; default: the shipped piano-vocoder), "
+                        "then audio files or .npy mels; a first argument that is audio or .npy starts the inputs")
     p.add_argument("-o", "--out-dir", type=Path, required=True,
                    help="output folder: <stem>.wav per input (<stem>-000.wav, ... for a batch of mels); never an input's own file")
     p.add_argument("--overwrite", action="store_true", help="replace output files that already exist (default: refuse)")
@@ -117,8 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_vocode)
 
     p = sub.add_parser("render", help="MIDI -> wav with a piano-roll-conditioned model, or a notes-to-mel model + --vocoder")
-    p.add_argument("model", type=Path)
-    p.add_argument("midi", type=Path)
+    p.add_argument("inputs", type=Path, nargs="+", metavar="[MODEL] MIDI",
+                   help="the renderer (a .safetensors file or a shipped model's name; default: the shipped piano), then the MIDI file")
     p.add_argument("-o", "--output", type=Path, required=True)
     p.add_argument("--vocoder", type=Path, default=None,
                    help="the mel vocoder that turns a notes-to-mel model's mel into audio (sampling options apply to the notes model)")
@@ -128,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_render)
 
     p = sub.add_parser("sample", help="unconditional / hierarchical sampling")
-    p.add_argument("model", type=Path)
+    p.add_argument("model", type=Path, help=MODEL_HELP)
     p.add_argument("--seconds", type=float, required=True)
     p.add_argument("-n", "--num", type=int, default=1, help="how many samples (default 1)")
     p.add_argument("-o", "--output", type=Path, default=Path("sample.wav"), help="output wav; with -n > 1, numbered")
@@ -136,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_sample)
 
     p = sub.add_parser("encode", help="wav -> hierarchical VQ-VAE codes (.npz)")
-    p.add_argument("model", type=Path)
+    p.add_argument("model", type=Path, help=MODEL_HELP)
     p.add_argument("input", type=Path)
     p.add_argument("-o", "--output", type=Path, required=True, help="codes file (.npz)")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
@@ -144,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_encode)
 
     p = sub.add_parser("decode", help="VQ-VAE codes (.npz) -> wav")
-    p.add_argument("model", type=Path)
+    p.add_argument("model", type=Path, help=MODEL_HELP)
     p.add_argument("codes", type=Path)
     p.add_argument("-o", "--output", type=Path, required=True)
     p.add_argument("--level", type=int, default=None, help="decode this level's codes (default: the finest in the file)")
@@ -160,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_spectrogram)
 
     p = sub.add_parser("eval", help="metrics on a split, as JSON")
-    p.add_argument("model", type=Path)
+    p.add_argument("model", type=Path, help=MODEL_HELP)
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--split", default="test")
     p.add_argument("--max-pieces", type=int, default=None)
@@ -171,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "beside the reference audio and FluidSynth's render; needs pip install 'waveforge[notes]'")
     p.add_argument("--fluidsynth-soundfont", type=Path, default=None,
                    help="soundfont of the FluidSynth baseline render (default: the one pretty_midi ships)")
+    p.add_argument("--griffin-lim-iters", type=int, default=64, help="iterations of the Griffin-Lim baseline (default 64)")
     _add_synthesis_options(p)
     p.set_defaults(func=_cmd_eval)
 
@@ -183,6 +198,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # -- handlers -------------------------------------------------------------------------------------
+
+
+def _cmd_models(args) -> int:
+    from waveforge.pretrained import SHIPPED, describe, format_models
+
+    rows = [describe(model) for model in SHIPPED.values()]
+    print("\n".join(json.dumps(row) for row in rows) if args.json else format_models(rows))
+    return 0
+
+
+def _split_model(command: str, paths: list[Path], default: str, input_suffixes: tuple[str, ...]) -> tuple[Path, list[Path]]:
+    """``[MODEL] INPUT...`` -> (model, inputs): the first argument is the model unless it is the only
+    one or its suffix marks an input; then the shipped ``default`` is the model."""
+    from waveforge.pretrained import SHIPPED, resolve
+
+    first = paths[0]
+    if len(paths) == 1 or first.suffix.lower() in input_suffixes:
+        if len(paths) == 1 and (first.suffix.lower() == ".safetensors" or str(first) in SHIPPED):
+            raise BadInputError(first, f"is a model; {command} needs an input file after it")
+        model, inputs = Path(default), paths
+    else:
+        model, inputs = first, paths[1:]
+    resolve(model)  # an absent shipped model is refused before any output folder is made
+    return model, inputs
 
 
 def _cmd_demo(args) -> int:
@@ -227,6 +266,7 @@ def _cmd_data_list(args) -> int:
 
 
 def _cmd_export(args) -> int:
+    from waveforge.pretrained import is_shipped_name
     from waveforge.tasks.export import export_checkpoint
 
     if args.vocoder is not None:
@@ -234,10 +274,16 @@ def _cmd_export(args) -> int:
 
         if len(args.checkpoint) != 1:
             raise BadInputError(args.output, "--vocoder composes one notes-to-mel model with a vocoder")
-        path = compose_checkpoint(args.checkpoint[0], args.vocoder, args.output)
+        path = compose_checkpoint(args.checkpoint[0], args.vocoder, args.output, dtype=args.dtype)
         print(f"wrote {path}")
         return 0
-    path = export_checkpoint(args.checkpoint, args.output)
+    first = args.checkpoint[0]
+    if len(args.checkpoint) == 1 and (first.suffix == ".safetensors" or is_shipped_name(first)):  # already exported: convert
+        from waveforge.inference.modelfile import convert_model_file
+
+        print(f"wrote {convert_model_file(first, args.output, args.dtype)}")
+        return 0
+    path = export_checkpoint(args.checkpoint, args.output, dtype=args.dtype)
     print(f"wrote {path}")
     return 0
 
@@ -295,6 +341,9 @@ def _cmd_vocode(args) -> int:
     from waveforge.audio.io import save_audio
     from waveforge.utils.progress import progress
 
+    from waveforge.pretrained import DEFAULT_VOCODER
+
+    args.model, args.inputs = _split_model("vocode", args.inputs, DEFAULT_VOCODER, VOCODE_INPUT_SUFFIXES)
     _check_device(args.device)
     plan = _vocode_outputs(args.inputs, args.out_dir, args.overwrite)
     synth = waveforge.load(args.model)
@@ -319,7 +368,12 @@ def _cmd_render(args) -> int:
     from waveforge.audio.io import check_audio_output, save_audio, save_audio_stream
 
     from waveforge.inference.twostage import ComposedRenderer, NotesToMelSynthesizer
+    from waveforge.pretrained import DEFAULT_RENDERER
 
+    args.model, inputs = _split_model("render", args.inputs, DEFAULT_RENDERER, MIDI_SUFFIXES)
+    if len(inputs) != 1:
+        raise BadInputError(inputs[-1], "render takes one MIDI file (and a model before it)")
+    args.midi = inputs[0]
     _check_device(args.device)
     check_audio_output(args.output)
     synth = waveforge.load(args.model)
@@ -429,7 +483,7 @@ def _cmd_eval(args) -> int:
         check_output_path(args.output)
     result = evaluate_model(
         args.model, args.data, split=args.split, max_pieces=args.max_pieces, seconds=args.seconds, options=_options(args),
-        notes=args.notes, fluidsynth_soundfont=args.fluidsynth_soundfont,
+        notes=args.notes, fluidsynth_soundfont=args.fluidsynth_soundfont, griffin_lim_iters=args.griffin_lim_iters,
     )
     text = json.dumps(result, indent=2)
     if args.output:

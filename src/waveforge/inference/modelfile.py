@@ -7,6 +7,10 @@ Metadata key ``"waveforge"`` holds::
 
 so a loaded model rebuilds itself and computes its own inputs. Loading reads tensors and JSON
 only; nothing in the file can run code.
+
+Weights may be stored in float16 (:func:`convert_model_file`, ``waveforge export --dtype float16``):
+half the size on disk. Reading widens them to float32, so every family computes in float32 and
+checks see float32 weights; integer tensors are never converted.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ from waveforge.utils.atomic import atomic_path
 
 FORMAT_VERSION = 1
 METADATA_KEY = "waveforge"
+#: storage dtypes a model file may be written in; reading widens the half ones to float32
+STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+_HALF = (torch.float16, torch.bfloat16)
 
 
 @dataclass
@@ -59,14 +66,21 @@ def save_model_file(path: str | os.PathLike, model_file: ModelFile) -> Path:
 
 
 def read_model_file(path: str | os.PathLike) -> ModelFile:
-    """Read a model file; anything that is not a waveforge model raises BadInputError naming the file."""
-    path = Path(path)
+    """Read a model file, or a shipped model by name (:mod:`waveforge.pretrained`); anything that is
+    not a waveforge model raises BadInputError naming the file. Half-precision weights come back float32."""
+    from waveforge.pretrained import SHIPPED, resolve
+
+    given = os.fspath(path)
+    path = resolve(path)
     if not path.is_file():
+        if not path.exists() and path.suffix == "" and os.sep not in given:
+            raise BadInputError(path, f"no such model file, nor a shipped model (shipped: {', '.join(SHIPPED)}; see `waveforge models`)")
         raise BadInputError(path, "no such model file")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             metadata = f.metadata() or {}
             state = {k: f.get_tensor(k) for k in f.keys()}
+        state = {k: v.float() if v.dtype in _HALF else v for k, v in state.items()}
     except (SafetensorError, OSError, ValueError) as e:
         raise BadInputError(path, f"not a safetensors model file ({str(e)[:120]})") from None
     if METADATA_KEY not in metadata:
@@ -95,3 +109,34 @@ def read_model_file(path: str | os.PathLike) -> ModelFile:
         if isinstance(e, BadInputError):
             raise
         raise BadInputError(path, f"malformed waveforge metadata ({e})") from None
+
+
+def cast_model_file(model_file: ModelFile, dtype: str, where: str | os.PathLike | None = None) -> ModelFile:
+    """The same model with its floating-point tensors stored as ``dtype`` (``"float32"`` or ``"float16"``).
+
+    Integer tensors (counters, code tables) are kept. A weight beyond float16's range would become
+    infinite, so it is refused rather than written."""
+    if dtype not in STORAGE_DTYPES:
+        raise BadInputError(where, f"storage dtype {dtype!r} is not one of {', '.join(STORAGE_DTYPES)}")
+    target = STORAGE_DTYPES[dtype]
+    limit = torch.finfo(target).max
+    state = {}
+    for name, tensor in model_file.state_dict.items():
+        if tensor.is_floating_point():
+            if tensor.numel() and float(tensor.detach().abs().max()) > limit:
+                raise BadInputError(where, f"tensor {name!r} holds values beyond {dtype}'s range ({limit:g}); keep it float32")
+            tensor = tensor.detach().to(target)
+        state[name] = tensor
+    extra = {**model_file.extra, "weights_dtype": dtype}
+    return ModelFile(model_file.family, model_file.model_config, model_file.feature, model_file.sample_rate, state,
+                     version=model_file.version, extra=extra)
+
+
+def convert_model_file(src: str | os.PathLike, dst: str | os.PathLike, dtype: str = "float16") -> Path:
+    """Rewrite the model file ``src`` (or a shipped model's name) with its weights stored as ``dtype``."""
+    from waveforge.pretrained import resolve
+
+    source = resolve(src)
+    if Path(dst).resolve() == source.resolve():
+        raise BadInputError(dst, "the output would overwrite the input; write the converted model to another file")
+    return save_model_file(dst, cast_model_file(read_model_file(src), dtype, src))

@@ -96,8 +96,10 @@ class NotesToMelSynthesizer(Synthesizer):
         """A vocoder path or ``Synthesizer``, checked against this model's mel settings."""
         where = None
         if isinstance(vocoder, (str, os.PathLike)):
+            from waveforge.pretrained import resolve
+
             where = str(vocoder)
-            if not Path(vocoder).is_file():
+            if not resolve(vocoder).is_file():  # a shipped vocoder's name, or a path
                 raise BadInputError(vocoder, "no such vocoder model file")
             vocoder = Synthesizer.load(vocoder)
         if not isinstance(vocoder, Synthesizer):
@@ -257,13 +259,18 @@ def evaluate_mel_stage(synth: NotesToMelSynthesizer, data_root, split: str = "te
     }
 
 
-def compose_checkpoint(notes: str | os.PathLike, vocoder: str | os.PathLike, output: str | os.PathLike) -> Path:
-    """``waveforge export NOTES --vocoder VOCODER -o OUT``: ``NOTES`` a Lightning checkpoint of a
-    notes-to-mel task or its exported ``.safetensors``; the vocoder is checked before anything is written."""
-    if Path(output).resolve() in (Path(notes).resolve(), Path(vocoder).resolve()):
+def compose_checkpoint(notes: str | os.PathLike, vocoder: str | os.PathLike, output: str | os.PathLike,
+                       dtype: str = "float32") -> Path:
+    """``waveforge export NOTES --vocoder VOCODER -o OUT [--dtype float16]``: ``NOTES`` a Lightning
+    checkpoint of a notes-to-mel task or its exported ``.safetensors`` (or a shipped model's name);
+    the vocoder (a file or a shipped name) is checked before anything is written."""
+    from waveforge.inference.modelfile import cast_model_file
+    from waveforge.pretrained import is_shipped_name, resolve
+
+    if Path(output).resolve() in (resolve(notes).resolve(), resolve(vocoder).resolve()):
         raise BadInputError(output, "the output would overwrite an input")
     vocoder_file = read_model_file(vocoder)
-    if Path(notes).suffix == ".safetensors":
+    if Path(notes).suffix == ".safetensors" or is_shipped_name(notes):
         notes_file = read_model_file(notes)
     else:
         from waveforge.tasks.export import load_task
@@ -273,4 +280,4 @@ def compose_checkpoint(notes: str | os.PathLike, vocoder: str | os.PathLike, out
         notes_file = task.model_file()
     if notes_file.family != "notes2mel":
         raise BadInputError(notes, f"--vocoder composes a notes-to-mel model with a vocoder; this is a {notes_file.family} model")
-    return save_model_file(output, compose_model_file(notes_file, vocoder_file, vocoder))
+    return save_model_file(output, cast_model_file(compose_model_file(notes_file, vocoder_file, vocoder), dtype, output))

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from waveforge.errors import BadInputError
-from waveforge.inference.modelfile import save_model_file
+from waveforge.inference.modelfile import cast_model_file, save_model_file
 from waveforge.inference.validation import check_tensors
 from waveforge.tasks.base import TASK_KEY, WaveformTask
 
@@ -87,8 +87,9 @@ def load_task(checkpoint: str | os.PathLike, map_location: str = "cpu") -> Wavef
         return task_cls.load_from_checkpoint(path, map_location=map_location, weights_only=True)
 
 
-def export_checkpoint(checkpoint: str | os.PathLike | list, output: str | os.PathLike) -> Path:
-    """Write the model of one checkpoint, or merge several stages of a VQ-VAE hierarchy.
+def export_checkpoint(checkpoint: str | os.PathLike | list, output: str | os.PathLike, dtype: str = "float32") -> Path:
+    """Write the model of one checkpoint, or merge several stages of a VQ-VAE hierarchy, with its
+    floating-point weights stored as ``dtype`` (``"float16"`` halves the file; it loads as float32).
 
     Several checkpoints are only meaningful for a hierarchy whose stages trained in parallel: each
     part is taken from the last checkpoint that trained it (:func:`waveforge.models.vqvae_stages.merge_stages`).
@@ -113,4 +114,4 @@ def export_checkpoint(checkpoint: str | os.PathLike | list, output: str | os.Pat
     task.eval()
     model_file = task.model_file()
     check_tensors(str(checkpoints[-1]), model_file.state_dict)  # a diverged run exports nothing
-    return save_model_file(output, model_file)
+    return save_model_file(output, cast_model_file(model_file, dtype, output))

@@ -176,6 +176,8 @@ class Notes2MelAdapter(FamilyAdapter):
         stage = build_stage(model_config, notes_state)
         vocoder_file = model_config.get("vocoder")
         if vocoder_file is None:
+            if len(notes_state) != len(state_dict):  # weights nothing would load: the file is not what it says
+                raise ValueError(f"the file holds {VOCODER_PREFIX} tensors but its config names no vocoder")
             return stage
         from waveforge.inference.families import get_adapter
 
