@@ -110,7 +110,7 @@ def test_eval_notes_through_the_cli_on_a_renderer(tiny_corpus, tmp_path, capsys,
     from waveforge.midi.roll import PianoRollConfig
     from waveforge.models.melgan import MelGANGenerator, MelGANGeneratorConfig
 
-    cfg = MelGANGeneratorConfig.tiny(cond_channels=264)
+    cfg = MelGANGeneratorConfig.tiny(cond_channels=264, upsample_factors=[8, 8, 4])  # hop 256, as the roll
     model = MelGANGenerator(cfg)
     feature = PianoRollConfig(sample_rate=22050, hop_length=256)
     path = save_model_file(tmp_path / "r.safetensors", ModelFile("melgan", cfg.to_dict(), feature, 22050, model.state_dict()))
