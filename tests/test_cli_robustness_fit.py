@@ -110,6 +110,16 @@ def test_fit_errors_are_one_line(tmp_path, capsys, tiny_corpus):
     _refused(capsys, _fit_cmd(tiny_corpus, tmp_path / "run", "--ckpt_path", tmp_path / "empty.ckpt")[3:], "empty.ckpt")
 
 
+def test_fit_on_a_corpus_with_a_truncated_wav_is_one_line(tmp_path, capsys, tiny_corpus):
+    import shutil
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus, corpus)
+    wav = sorted(corpus.glob("*/*.wav"))[0]
+    wav.write_bytes(wav.read_bytes()[:2000])
+    _refused(capsys, _fit_cmd(corpus, tmp_path / "run")[3:], wav.name, "truncated")
+
+
 def test_export_refuses_a_diverged_checkpoint(first_run, tmp_path, capsys):
     state = torch.load(first_run / "first" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     name = next(k for k in state["state_dict"] if k.startswith("generator.") and state["state_dict"][k].is_floating_point())
