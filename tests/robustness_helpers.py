@@ -38,3 +38,15 @@ def error_lines(capsys):
     """The stderr lines of the last CLI call that carry an error, and the whole stderr."""
     err = capsys.readouterr().err
     return [line for line in err.splitlines() if line.startswith("waveforge: error:")], err
+
+
+def refused(capsys, argv, *needles) -> str:
+    """Run ``waveforge argv``; assert exit status 2 and one error line holding every needle; return that line."""
+    from waveforge.cli import main
+
+    assert main([str(a) for a in argv]) == 2
+    lines, err = error_lines(capsys)
+    assert len(lines) == 1 and "Traceback" not in err, err[-2000:]
+    for needle in needles:
+        assert str(needle) in lines[0], lines[0]
+    return lines[0]

@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from waveforge.cli import main
 from waveforge.errors import BadInputError
 from waveforge.tasks.cli import AtomicCheckpointIO, checkpoint_step, newest_checkpoint
-from robustness_helpers import error_lines
+from robustness_helpers import refused as _refused
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "recipes" / "melgan" / "smoke.yaml"
@@ -95,12 +94,6 @@ def test_checkpoints_are_written_beside_the_target_and_a_failed_save_keeps_the_o
     assert sorted(p.name for p in folder.iterdir()) == ["last.ckpt"] and list(elsewhere.iterdir()) == []
 
 
-def _refused(capsys, argv, *needles):
-    assert main([str(a) for a in argv]) == 2
-    lines, err = error_lines(capsys)
-    assert len(lines) == 1 and "Traceback" not in err, err[-2000:]
-    for needle in needles:
-        assert str(needle) in lines[0], lines[0]
 
 
 def test_fit_errors_are_one_line(tmp_path, capsys, tiny_corpus):

@@ -7,7 +7,7 @@ import pytest
 
 import waveforge
 from waveforge.cli import main
-from robustness_helpers import error_lines, tiny_renderer
+from robustness_helpers import refused as _refused, tiny_renderer
 
 
 @pytest.fixture(scope="module")
@@ -25,12 +25,6 @@ def _midi(path, pitches, end=0.5, resolution=220, tempo=120.0):
     return path
 
 
-def _refused(capsys, argv, *needles):
-    assert main([str(a) for a in argv]) == 2
-    lines, err = error_lines(capsys)
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert str(needle) in lines[0], lines[0]
 
 
 def test_a_midi_with_no_playable_note_is_refused(renderer, tmp_path, capsys, one_thread):

@@ -9,7 +9,7 @@ import torch
 import waveforge
 from waveforge.cli import main
 from waveforge.errors import BadInputError
-from robustness_helpers import error_lines, tiny_melgan, tiny_renderer, write_wav
+from robustness_helpers import refused as _refused, tiny_melgan, tiny_renderer, write_wav
 
 
 @pytest.fixture(scope="module")
@@ -17,13 +17,6 @@ def model(tmp_path_factory):
     return tiny_melgan(tmp_path_factory.mktemp("model") / "m.safetensors")
 
 
-def _refused(capsys, argv, *needles):
-    assert main([str(a) for a in argv]) == 2
-    lines, err = error_lines(capsys)
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert str(needle) in lines[0], lines[0]
-    return lines[0]
 
 
 def test_output_folder_equal_to_the_input_folder_never_overwrites_the_input(model, tmp_path, capsys, one_thread):
