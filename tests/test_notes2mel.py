@@ -19,7 +19,7 @@ from waveforge.inference.modelfile import ModelFile, read_model_file, save_model
 from waveforge.inference.twostage import ComposedRenderer, NotesToMelSynthesizer, band_variance, compose_model_file
 from waveforge.midi.roll import PianoRollConfig, piano_roll
 from waveforge.models.melgan import MelGANGenerator, MelGANGeneratorConfig
-from waveforge.models.notes2mel import Notes2Mel, Notes2MelConfig, Notes2MelDenoiser
+from waveforge.models.notes2mel import NotePrior, Notes2Mel, Notes2MelConfig, Notes2MelDenoiser, harmonic_templates
 
 # a tiny world: 8 kHz, hop 16, 16 mel bands, so a second is 500 frames
 MEL = MelConfig(sample_rate=8000, n_fft=64, hop_length=16, win_length=64, n_mels=16, f_min=0.0, f_max=4000.0)
@@ -47,13 +47,17 @@ def _roll(n_frames: int, seed: int = 0, batch: int = 1) -> torch.Tensor:
     return roll
 
 
-def _regression_stage(seed: int = 0) -> Notes2MelStage:
-    model = _randomise(Notes2Mel(Notes2MelConfig.tiny(n_mels=MEL.n_mels)), seed).eval()
+# the note prior at test size: 12-frame templates, damped over 4 frames
+PRIOR = dict(note_frames=12, release_frames=4)
+
+
+def _regression_stage(seed: int = 0, **prior) -> Notes2MelStage:
+    model = _randomise(Notes2Mel(Notes2MelConfig.tiny(n_mels=MEL.n_mels, **prior)), seed).eval()
     return Notes2MelStage("regression", model, MEL).eval()
 
 
-def _diffusion_stage(seed: int = 0, steps: int = 3, sampler: str = "dpmpp_2m") -> Notes2MelStage:
-    model = _randomise(Notes2MelDenoiser(Notes2MelConfig.tiny(n_mels=MEL.n_mels)), seed, scale=0.1).eval()
+def _diffusion_stage(seed: int = 0, steps: int = 3, sampler: str = "dpmpp_2m", **prior) -> Notes2MelStage:
+    model = _randomise(Notes2MelDenoiser(Notes2MelConfig.tiny(n_mels=MEL.n_mels, **prior)), seed, scale=0.1).eval()
     return Notes2MelStage("diffusion", model, MEL, Denoiser(model, "v", 1.0), SamplingConfig(sampler=sampler, steps=steps)).eval()
 
 
@@ -159,6 +163,123 @@ def test_an_empty_roll_gives_silence_from_the_start_and_after_training():
     assert float((out[1] - config.floor).abs().max()) < 0.5  # ...and silence stayed near the floor
 
 
+# -- the note prior --------------------------------------------------------------------------------
+
+
+def _prior(seed: int = 0, note_frames: int = 12, release_frames: int = 4) -> NotePrior:
+    prior = NotePrior(MEL.n_mels, note_frames, release_frames, MEL.log_floor, band_hz=torch.linspace(60, 3800, MEL.n_mels))
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():  # random templates and brightness, a known release rate
+        prior.template.copy_(torch.randn(prior.template.shape, generator=g) - 1.0)
+        prior.loud_gain.copy_(torch.rand(prior.loud_gain.shape, generator=g) + 0.5)
+    return prior
+
+
+def _dense_prior(prior: NotePrior, roll: torch.Tensor) -> torch.Tensor:
+    """The prior's definition, note by note and frame by frame."""
+    b, _, n = roll.shape
+    damper = prior.damper(roll[:, 88:176])
+    power = torch.zeros(b, MEL.n_mels, n)
+    for i in range(b):
+        for key in range(88):
+            for f in range(n):
+                if roll[i, key, f] > 0.5:
+                    v = roll[i, 176 + key, f]
+                    for k in range(prior.note_frames):
+                        if f + k < n:
+                            quiet = torch.exp(prior.template[key, :, k])
+                            magnitude = quiet * ((1 - v) + v * torch.exp(prior.loud_gain[key]))
+                            power[i, :, f + k] += (magnitude * damper[i, key, f + k]) ** 2
+    power = power + torch.exp(2 * prior.noise_floor)[None, :, None]
+    return 0.5 * torch.log(power.clamp(min=MEL.log_floor**2))
+
+
+def test_note_prior_equals_its_definition_note_by_note():
+    prior = _prior()
+    roll = _roll(40, batch=2)
+    roll[:, 88:176] = (torch.rand(2, 88, 40, generator=torch.Generator().manual_seed(1)) < 0.5).float()
+    with torch.no_grad():
+        torch.testing.assert_close(prior(roll), _dense_prior(prior, roll), rtol=0, atol=1e-5)
+
+
+def test_note_prior_puts_a_note_on_its_onset_frame_and_no_earlier():
+    prior = _prior()
+    roll = torch.zeros(1, 264, 40)
+    key, onset, release = 30, 10, 16  # held for frames 10..15
+    roll[0, key, onset] = 1.0
+    roll[0, 88 + key, onset:release] = 1.0
+    roll[0, 176 + key, onset:release] = 0.7
+    with torch.no_grad():
+        out, floor = prior(roll)[0], prior(torch.zeros(1, 264, 40))[0]
+    raised = (out - floor).amax(dim=0)  # (F,)
+    assert float(raised[:onset].max()) == 0.0  # nothing before the onset...
+    assert float(raised[onset]) > 1.0  # ...the attack on its frame
+    assert float(raised[release + prior.release_frames - 1 :].max()) == 0.0  # the damper has stopped it
+    rate = float(torch.nn.functional.softplus(prior.release_rate[key].detach()))
+    # after the release the note decays at the key's damper rate: the magnitude ratio to the undamped template
+    with torch.no_grad():
+        undamped = prior(torch.cat([roll[:, :88], torch.ones(1, 88, 40), roll[:, 176:]], dim=1))[0]
+    mag, free, fl = out.exp().square(), undamped.exp().square(), floor.exp().square()
+    ratio = ((mag - fl) / (free - fl)).sqrt()[:, release + 1]  # one frame after the last held frame (release - 1) + 1
+    torch.testing.assert_close(ratio, torch.full_like(ratio, math.exp(-2 * rate)), rtol=1e-3, atol=0)
+
+
+def test_note_prior_louder_notes_are_louder_in_every_band():
+    prior = _prior()
+    roll = torch.zeros(2, 264, 20)
+    roll[:, 40, 2] = 1.0
+    roll[:, 128, 2:12] = 1.0
+    roll[0, 216, 2:12], roll[1, 216, 2:12] = 0.3, 0.9
+    with torch.no_grad():
+        quiet, loud = prior(roll)[:, :, 2:12]
+    assert bool((loud > quiet).all())
+
+
+@pytest.mark.parametrize("kind", ["regression", "denoiser"])
+def test_with_the_note_prior_the_reach_is_the_prior_then_the_trunk(kind):
+    config = Notes2MelConfig.tiny(n_mels=MEL.n_mels, **PRIOR)
+    # weights at 0.1: at 0.3 the prior's loud log-mel saturates the trunk, and the far edge of its reach rounds to zero
+    model = _randomise(Notes2Mel(config) if kind == "regression" else Notes2MelDenoiser(config), scale=0.1).eval()
+    trunk = model.trunk.receptive_field_frames + 2  # the roll's and the prior's width-3 input convs
+    assert model.receptive_field_frames == 1 + model.trunk.receptive_field_frames + config.note_frames - 1
+    rf = model.receptive_field_frames
+    n, t0 = 4 * rf + 8, 2 * rf + 4
+    roll = _roll(n)
+    roll[:, 88:176] = 1.0  # every key held: a template sounds its whole length
+    changed = roll.clone()
+    changed[:, :88, t0] = 1.0 - changed[:, :88, t0]
+    if kind == "regression":
+        run = model
+    else:
+        x, c_noise = torch.randn(1, MEL.n_mels, n, generator=torch.Generator().manual_seed(5)), torch.tensor([0.3])
+        run = lambda r: model(x, c_noise, model.prepare(r))  # noqa: E731
+    with torch.no_grad():
+        diff = (run(changed) - run(roll)).abs().amax(dim=1)[0]  # (F,)
+    assert diff[t0 - 1] > 1e-6 and float(diff[: t0 - trunk].max()) == 0.0  # before: non-causal, the trunk's reach only
+    assert diff[t0 + config.note_frames - 1] > 1e-6  # after: as far as the template (beyond the trunk's own reach)...
+    assert config.note_frames - 1 > trunk
+    assert float(diff[t0 + rf + 1 :].max()) == 0.0  # ...and never beyond the receptive field
+
+
+def test_an_empty_roll_gives_the_prior_noise_floor_from_the_start():
+    config = Notes2MelConfig.tiny(n_mels=MEL.n_mels, **PRIOR)
+    model = Notes2Mel(config)
+    with torch.no_grad():
+        out = model(torch.zeros(1, 264, 30))
+        torch.testing.assert_close(out, model.prior.noise_floor[None, :, None].expand_as(out), rtol=0, atol=1e-6)
+    assert float(out.max()) < config.floor + 3.0  # near silence: 10x the log floor at the start
+
+
+def test_note_prior_starting_templates_put_each_key_in_its_band():
+    band_hz = torch.as_tensor([50.0 * 1.1**i for i in range(60)])
+    templates = harmonic_templates(band_hz, note_frames := 8)
+    assert templates.shape == (88, 60, note_frames)
+    a4 = 69 - 21
+    loudest = int(templates[a4, :, 0].argmax())
+    assert abs(float(band_hz[loudest]) - 440.0) < 0.1 * 440.0  # the fundamental's band
+    assert bool((templates[:, :, 1:] < templates[:, :, :-1]).all())  # every partial decays
+
+
 def test_guidance_scale_one_is_the_conditional_model():
     stage = _diffusion_stage()
     model, denoiser = stage.model, stage.denoiser
@@ -191,8 +312,9 @@ def test_frame_noise_is_the_same_whichever_chunk_asks():
     assert not torch.equal(frame_noise(2, 4, 0, 300, seed=10), whole)
 
 
-def test_chunked_mel_equals_whole_regression():
-    stage = _regression_stage()
+@pytest.mark.parametrize("prior", [{}, PRIOR], ids=["trunk", "note-prior"])
+def test_chunked_mel_equals_whole_regression(prior):
+    stage = _regression_stage(**prior)
     roll = _roll(150)
     options = SynthesisOptions()
     with torch.no_grad():
@@ -205,9 +327,9 @@ def test_chunked_mel_equals_whole_regression():
         assert float((stage.mel_chunked(roll, options, chunk_frames=17) - whole).abs().max()) > 1e-3
 
 
-@pytest.mark.parametrize("sampler", ["dpmpp_2m", "heun"])
-def test_chunked_mel_equals_whole_diffusion(sampler):
-    stage = _diffusion_stage(steps=3, sampler=sampler)
+@pytest.mark.parametrize("sampler,prior", [("dpmpp_2m", {}), ("heun", {}), ("dpmpp_2m", PRIOR)], ids=["dpmpp_2m", "heun", "note-prior"])
+def test_chunked_mel_equals_whole_diffusion(sampler, prior):
+    stage = _diffusion_stage(steps=3, sampler=sampler, **prior)
     assert stage.context_frames(SynthesisOptions()) == sampler_evaluations(sampler, 3) * stage.receptive_field_frames
     roll = _roll(2 * stage.context_frames(SynthesisOptions()) + 40)
     options = SynthesisOptions(seed=4)
@@ -295,8 +417,9 @@ def test_one_line_errors_for_missing_and_mismatched_vocoders(files, tmp_path, ca
 
 def test_export_load_round_trip_both_objectives(tmp_path):
     roll = _roll(60)
-    for stage in (_regression_stage(), _diffusion_stage()):
-        loaded = waveforge.load(save_model_file(tmp_path / f"{stage.objective}.safetensors", _notes_file(stage)))
+    for stage in (_regression_stage(), _diffusion_stage(), _regression_stage(**PRIOR), _diffusion_stage(**PRIOR)):
+        name = f"{stage.objective}-{stage.model.config.note_frames}"
+        loaded = waveforge.load(save_model_file(tmp_path / f"{name}.safetensors", _notes_file(stage)))
         assert loaded.objective == stage.objective and loaded.mel_config == MEL and loaded.feature == ROLL
         options = SynthesisOptions(seed=1)
         with torch.no_grad():

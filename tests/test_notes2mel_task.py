@@ -83,6 +83,24 @@ def test_two_training_steps_of_each_task(task_cls, tiny_corpus, tmp_path):
     assert "mel/0" in _image_tags(tmp_path)  # reference and generated log-mel in TensorBoard
 
 
+@pytest.mark.parametrize("task_cls", [Notes2MelRegressionTask, Notes2MelDiffusionTask])
+def test_the_note_prior_trains_with_its_own_learning_rate(task_cls, tiny_corpus, tmp_path):
+    torch.manual_seed(0)
+    data = _data(tiny_corpus)
+    extra = dict(sample_steps=2) if task_cls is Notes2MelDiffusionTask else {}
+    task = task_cls(sample_rate=22050, feature=feature_to_dict(data.feature), **TINY, note_frames=16, release_frames=4,
+                    prior_lr=0.05, lr=1e-3, **extra)
+    groups = task.configure_optimizers()["optimizer"].param_groups
+    assert [g["lr"] for g in groups] == [1e-3, 0.05]
+    assert {id(p) for p in groups[1]["params"]} == {id(p) for p in task.model.prior.parameters()}
+    assert not {id(p) for p in groups[0]["params"]} & {id(p) for p in groups[1]["params"]}
+    before = {k: v.clone() for k, v in task.model.state_dict().items()}
+    _fit(task, data, tmp_path, steps=2)
+    changed = {k for k, v in task.model.state_dict().items() if not torch.equal(v, before[k])}
+    assert {"prior.template", "prior.noise_floor"} <= changed
+    assert task.model_file().model_config["notes2mel"]["note_frames"] == 16  # the exported file rebuilds the prior
+
+
 def test_a_task_needs_the_piano_roll_and_the_vocoders_mel(tiny_corpus):
     with pytest.raises(ValueError, match="piano_roll"):
         Notes2MelRegressionTask(feature={"kind": "mel", "sample_rate": 22050})

@@ -13,6 +13,14 @@ channels), so every output frame depends on the input within :attr:`Notes2MelTru
 either side and on nothing beyond: that is what makes chunked rendering with that much context
 equal to a whole-input pass.
 
+With ``note_frames > 0`` both models start from a :class:`NotePrior`: an additive note model in the
+mel domain, where every onset adds its pitch's learned ``(n_mels, note_frames)`` template (a quiet
+and a loud one, mixed by velocity), damped a few frames after the key and pedal release it. It puts
+each note's attack on the right frame and its partials in the right bands from the first step, which
+a convolution stack trained on a CPU budget does not learn; the trunk then corrects it (regression:
+the prior's log-mel plus the trunk's output) or is conditioned on it (diffusion). A note's template
+reaches ``note_frames - 1`` frames after its onset, so the prior adds that much to the receptive field.
+
 Two models share the trunk:
 
 * :class:`Notes2Mel` (regression): ``roll -> log-mel``. Its output conv starts at zero with its
@@ -28,6 +36,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+import numpy as np
 
 import torch
 import torch.nn.functional as F
@@ -59,6 +69,8 @@ class Notes2MelConfig(ModelConfig):
     log_floor: float = 1e-5
     mel_offset: float = -5.0
     mel_scale: float = 3.0
+    note_frames: int = 0
+    release_frames: int = 24
 
     PRESETS = {
         # paper scale for multi-GPU MAESTRO training: 512 channels, 30 blocks: 26 dilated convs
@@ -82,6 +94,10 @@ class Notes2MelConfig(ModelConfig):
             raise ValueError(f"channels ({self.channels}) must be divisible by attention_heads ({self.attention_heads})")
         if self.attention_layers > self.n_layers:
             raise ValueError(f"attention_layers ({self.attention_layers}) cannot exceed n_layers ({self.n_layers})")
+        if self.note_frames < 0 or self.release_frames < 1:
+            raise ValueError(f"note_frames must be >= 0 (0: no note prior) and release_frames >= 1, got {self.note_frames}, {self.release_frames}")
+        if self.note_frames and self.roll_channels != 3 * N_KEYS:
+            raise ValueError(f"the note prior reads a piano roll of {3 * N_KEYS} channels, got roll_channels={self.roll_channels}")
         if not 0 < self.log_floor < 1 or self.mel_scale <= 0:
             raise ValueError(f"log_floor must lie in (0, 1) and mel_scale be positive, got {self.log_floor}, {self.mel_scale}")
 
@@ -93,6 +109,97 @@ class Notes2MelConfig(ModelConfig):
     def dilations(self) -> list[int]:
         return [2 ** (i % self.dilation_cycle) for i in range(self.n_layers)]
 
+    @property
+    def prior_reach(self) -> int:
+        """Frames before an output frame that the note prior reads (0 without it)."""
+        return max(self.note_frames, self.release_frames) - 1 if self.note_frames else 0
+
+
+
+def _slaney_mel_hz(n_mels: int, f_min: float, f_max: float) -> Tensor:
+    """Centre frequencies of a Slaney mel filterbank's bands (librosa's ``mel_frequencies``)."""
+    import librosa
+
+    return torch.as_tensor(librosa.mel_frequencies(n_mels + 2, fmin=f_min, fmax=f_max)[1:-1], dtype=torch.float32)
+
+
+def harmonic_templates(band_hz: Tensor, n_frames: int) -> Tensor:
+    """A starting guess for the note templates, ``(88, n_mels, n_frames)`` natural-log magnitude.
+
+    Partials at whole multiples of each key's fundamental with amplitude ``1 / n``, spread over the
+    two nearest bands, decaying exponentially, faster for high keys and high partials (as a piano's
+    strings do). Training replaces it; it only has to put each key's energy near the right bands.
+    """
+    n_mels = band_hz.numel()
+    keys = torch.arange(N_KEYS, dtype=torch.float32)
+    f0 = 440.0 * 2.0 ** ((keys + 21 - 69) / 12)  # (88,)
+    band_index = torch.arange(n_mels, dtype=torch.float32)
+    power = torch.zeros(N_KEYS, n_mels)
+    for n in range(1, 64):
+        f = n * f0  # (88,)
+        position = torch.from_numpy(np.interp(f.numpy(), band_hz.numpy(), band_index.numpy(), left=-10.0, right=n_mels + 10.0)).float()
+        weight = (1.0 - (band_index[None, :] - position[:, None]).abs()).clamp(min=0.0)  # (88, n_mels)
+        power += weight * (1.0 / n) ** 2
+    shape = 0.5 * torch.log(power + 1e-6)  # (88, n_mels)
+    shape = shape - shape.amax(dim=1, keepdim=True) - 0.5
+    time_constant = (120.0 * 2.0 ** (-keys / 24.0)).clamp(min=8.0)  # frames per e-fold: low keys ring longer
+    band_speedup = 1.0 + 2.0 * band_index / n_mels  # high partials die first
+    k = torch.arange(n_frames, dtype=torch.float32)
+    return shape[:, :, None] - k[None, None, :] * band_speedup[None, :, None] / time_constant[:, None, None]
+
+
+class NotePrior(nn.Module):
+    """Additive note model: ``roll (B, 264, F) -> log-mel (B, n_mels, F)``.
+
+    Each onset of key ``p`` at frame ``f`` with velocity ``v`` adds, at frames ``f + k``,
+    ``((1 - v) exp(T[p, :, k]) + v exp(T[p, :, k] + G[p, :])) * damper[p, f + k]`` to the mel
+    magnitude, where ``T`` is the key's log template over ``note_frames`` frames and ``G`` the loud
+    note's extra brightness. ``damper`` is 1 while the key (or the pedal) holds the note and decays
+    at a learned per-key rate for ``release_frames`` after. Notes add in power, then a learned
+    per-band noise floor, then the log. Onsets are few, so the sum is scattered note by note
+    rather than convolved over every frame of 88 keys.
+    """
+
+    def __init__(self, n_mels: int, note_frames: int, release_frames: int, log_floor: float, band_hz: Tensor | None = None):
+        super().__init__()
+        if band_hz is None:  # the vocoders' usual mel (f_max 8 kHz): only the starting guess depends on it
+            band_hz = _slaney_mel_hz(n_mels, 0.0, 8000.0)
+        self.note_frames, self.release_frames, self.log_floor = note_frames, release_frames, log_floor
+        self.template = nn.Parameter(harmonic_templates(band_hz, note_frames))  # (88, n_mels, K) log magnitude
+        self.loud_gain = nn.Parameter(torch.full((N_KEYS, n_mels), 1.5))  # (88, n_mels) log ratio, loud / quiet
+        self.release_rate = nn.Parameter(torch.full((N_KEYS,), math.log(math.expm1(0.25))))  # softplus -> e-folds per frame
+        self.noise_floor = nn.Parameter(torch.full((n_mels,), math.log(10 * log_floor)))  # (n_mels,) log magnitude
+
+    def damper(self, frames: Tensor) -> Tensor:
+        """``frames (B, 88, F)`` held -> ``(B, 88, F)``: 1 while held, decaying after the release."""
+        r = self.release_frames
+        decay = torch.exp(-F.softplus(self.release_rate)[:, None] * torch.arange(r, device=frames.device, dtype=frames.dtype))  # (88, R)
+        past = F.pad(frames, (r - 1, 0)).unfold(-1, r, 1).flip(-1)  # (B, 88, F, R): frame f - j at [..., j]
+        return (past * decay[None, :, None, :]).amax(dim=-1)
+
+    def forward(self, roll: Tensor) -> Tensor:
+        b, _, n = roll.shape
+        onsets, frames, velocity = roll[:, :N_KEYS], roll[:, N_KEYS : 2 * N_KEYS], roll[:, 2 * N_KEYS :]
+        damper = self.damper(frames)  # (B, 88, F)
+        k = self.note_frames
+        n_mels = self.template.shape[1]
+        power = torch.zeros(b, n_mels, n + k, device=roll.device, dtype=roll.dtype)
+        batch, key, frame = torch.nonzero(onsets > 0.5, as_tuple=True)  # (N,) each
+        if batch.numel():
+            v = velocity[batch, key, frame][:, None, None]  # (N, 1, 1)
+            quiet = torch.exp(self.template[key])  # (N, n_mels, K)
+            magnitude = quiet * ((1 - v) + v * torch.exp(self.loud_gain[key])[:, :, None])
+            at = frame[:, None] + torch.arange(k, device=roll.device)  # (N, K) output frames
+            held = F.pad(damper, (0, k))[batch[:, None], key[:, None], at]  # (N, K)
+            contribution = (magnitude * held[:, None, :]).square()  # (N, n_mels, K)
+            mels = torch.arange(n_mels, device=roll.device)
+            power = power.index_put(
+                (batch[:, None, None].expand_as(contribution), mels[None, :, None].expand_as(contribution), at[:, None, :].expand_as(contribution)),
+                contribution,
+                accumulate=True,
+            )
+        power = power[..., :n] + torch.exp(2 * self.noise_floor)[None, :, None]
+        return 0.5 * torch.log(power.clamp(min=self.log_floor**2))  # (B, n_mels, F)
 
 
 class FrameNorm(nn.Module):
@@ -180,24 +287,32 @@ class Notes2MelTrunk(nn.Module):
 class Notes2Mel(nn.Module):
     """Regression notes-to-mel: ``roll: (B, roll_channels, F) -> log-mel: (B, n_mels, F)``."""
 
-    def __init__(self, config: Notes2MelConfig):
+    def __init__(self, config: Notes2MelConfig, band_hz: Tensor | None = None):
+        """``band_hz``: the mel bands' centre frequencies, for the note prior's starting guess only."""
         super().__init__()
         self.config = config
         self.input = nn.Conv1d(config.roll_channels, config.channels, 3, padding=1)
+        self.prior = NotePrior(config.n_mels, config.note_frames, config.release_frames, config.log_floor, band_hz) if config.note_frames else None
+        self.prior_input = nn.Conv1d(config.n_mels, config.channels, 3, padding=1) if config.note_frames else None
         self.trunk = Notes2MelTrunk(config, noise_channels=None)
         self.output = nn.Conv1d(config.channels, config.n_mels, 1)
-        nn.init.zeros_(self.output.weight)  # silence until training raises the frames where notes sound
-        nn.init.constant_(self.output.bias, config.floor)
+        nn.init.zeros_(self.output.weight)  # silence (or the prior alone) until training raises the frames where notes sound
+        nn.init.constant_(self.output.bias, 0.0 if config.note_frames else config.floor)
 
     @property
     def receptive_field_frames(self) -> int:
-        return 1 + self.trunk.receptive_field_frames
+        return 1 + self.trunk.receptive_field_frames + self.config.prior_reach
 
     def forward(self, roll: Tensor) -> Tensor:
         """``(B, roll_channels, F) -> (B, n_mels, F)`` natural-log mel."""
         if roll.dim() != 3 or roll.shape[1] != self.config.roll_channels:
             raise ValueError(f"roll must be (B, {self.config.roll_channels}, F), got {tuple(roll.shape)}")
-        return self.output(self.trunk(self.input(roll)))  # (B, n_mels, F)
+        h = self.input(roll)  # (B, C, F)
+        if self.prior is None:
+            return self.output(self.trunk(h))  # (B, n_mels, F)
+        base = self.prior(roll)  # (B, n_mels, F)
+        h = h + self.prior_input((base - self.config.mel_offset) / self.config.mel_scale)
+        return base + self.output(self.trunk(h))
 
 
 class Notes2MelDenoiser(nn.Module):
@@ -208,10 +323,13 @@ class Notes2MelDenoiser(nn.Module):
     (:meth:`normalise`).
     """
 
-    def __init__(self, config: Notes2MelConfig):
+    def __init__(self, config: Notes2MelConfig, band_hz: Tensor | None = None):
         super().__init__()
         self.config = config
         self.roll_input = nn.Conv1d(config.roll_channels, config.channels, 3, padding=1)
+        # with the note prior, the condition also carries the prior's log-mel (normalised like the state)
+        self.prior = NotePrior(config.n_mels, config.note_frames, config.release_frames, config.log_floor, band_hz) if config.note_frames else None
+        self.prior_input = nn.Conv1d(config.n_mels, config.channels, 3, padding=1) if config.note_frames else None
         self.null_condition = nn.Parameter(torch.zeros(config.channels, 1))  # the "no notes given" embedding for CFG
         self.mel_input = nn.Conv1d(config.n_mels, config.channels, 3, padding=1)
         e = config.noise_channels
@@ -227,7 +345,7 @@ class Notes2MelDenoiser(nn.Module):
     @property
     def receptive_field_frames(self) -> int:
         """Per denoiser evaluation; a sampler of ``n`` evaluations reaches ``n`` times as far."""
-        return 1 + self.trunk.receptive_field_frames
+        return 1 + self.trunk.receptive_field_frames + self.config.prior_reach
 
     def normalise(self, mel: Tensor) -> Tensor:
         return (mel - self.config.mel_offset) / self.config.mel_scale
@@ -238,6 +356,8 @@ class Notes2MelDenoiser(nn.Module):
     def prepare(self, roll: Tensor, drop: Tensor | None = None) -> Tensor:
         """``roll: (B, roll_channels, F)``, ``drop: (B,) bool`` -> ``(B, channels, F)`` condition embedding."""
         cond = self.roll_input(roll)  # (B, C, F)
+        if self.prior is not None:
+            cond = cond + self.prior_input(self.normalise(self.prior(roll)))
         if drop is not None:
             cond = torch.where(drop.view(-1, 1, 1), self.null_condition.to(cond.dtype).expand_as(cond), cond)
         return cond
@@ -251,4 +371,4 @@ class Notes2MelDenoiser(nn.Module):
         return self.output(self.trunk(h, noise))  # (B, n_mels, F)
 
 
-__all__ = ["Notes2Mel", "Notes2MelConfig", "Notes2MelDenoiser", "Notes2MelTrunk"]
+__all__ = ["NotePrior", "Notes2Mel", "Notes2MelConfig", "Notes2MelDenoiser", "Notes2MelTrunk", "harmonic_templates"]

@@ -49,6 +49,13 @@ class _Notes2MelTask(WaveformTask):
         self.config = Notes2MelConfig(n_mels=m.n_mels, log_floor=m.log_floor, **architecture)
         self.analysis = MelSpectrogram(self.mel_config)
 
+    def band_hz(self) -> torch.Tensor:
+        """The mel bands' centre frequencies (the note prior's starting guess)."""
+        from waveforge.models.notes2mel import _slaney_mel_hz
+
+        m = self.mel_config
+        return _slaney_mel_hz(m.n_mels, m.f_min, m.f_max if m.f_max is not None else m.sample_rate / 2)
+
     def target(self, batch: dict) -> torch.Tensor:
         """``(B, n_mels, F)``: the batch's log-mel, or the crop's analysed here."""
         mel = batch.get("mel")
@@ -65,7 +72,13 @@ class _Notes2MelTask(WaveformTask):
 
     def configure_optimizers(self):
         hp = self.hparams
-        optimizer = torch.optim.AdamW(self.trainable().parameters(), lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
+        model = self.trainable()
+        prior = list(model.prior.parameters()) if getattr(model, "prior", None) is not None else []
+        rest = [p for p in model.parameters() if all(p is not q for q in prior)]
+        groups = [{"params": rest}]
+        if prior:  # each key's template only sees gradient when that key plays: it gets its own, larger step
+            groups.append({"params": prior, "lr": hp.get("prior_lr") or hp.lr, "weight_decay": 0.0})
+        optimizer = torch.optim.AdamW(groups, lr=hp.lr, betas=tuple(hp.betas), weight_decay=hp.weight_decay)
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: hp.lr_decay ** (step / 1000))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
@@ -98,9 +111,11 @@ class _Notes2MelTask(WaveformTask):
         )
 
 
-def _architecture(channels, n_layers, kernel_size, dilation_cycle, attention_layers, attention_heads, attention_window) -> dict:
+def _architecture(channels, n_layers, kernel_size, dilation_cycle, attention_layers, attention_heads, attention_window,
+                  note_frames, release_frames) -> dict:
     return dict(channels=channels, n_layers=n_layers, kernel_size=kernel_size, dilation_cycle=dilation_cycle,
-                attention_layers=attention_layers, attention_heads=attention_heads, attention_window=attention_window)
+                attention_layers=attention_layers, attention_heads=attention_heads, attention_window=attention_window,
+                note_frames=note_frames, release_frames=release_frames)
 
 
 class Notes2MelRegressionTask(_Notes2MelTask):
@@ -110,6 +125,9 @@ class Notes2MelRegressionTask(_Notes2MelTask):
         vocoder_mel: the vocoder's mel settings other than rate and hop (which come from the data), as
             ``data.mel``: ``{n_fft, win_length, n_mels, f_min, f_max, log_floor}``; default ``MelSettings()``.
         channels, n_layers, kernel_size, dilation_cycle, attention_*: :class:`Notes2MelConfig`.
+        note_frames, release_frames: the additive note prior (:class:`waveforge.models.notes2mel.NotePrior`;
+            ``note_frames=0``: none): each note's template length and its damper's reach, in frames;
+            ``prior_lr``: its learning rate (default ``lr``).
         loss_weights: ``{"l1": w, "l2": w}``.
         lr, betas, weight_decay: AdamW; ``lr_decay``: factor per 1,000 steps.
     """
@@ -128,20 +146,24 @@ class Notes2MelRegressionTask(_Notes2MelTask):
         attention_layers: int = 0,
         attention_heads: int = 4,
         attention_window: int = 32,
+        note_frames: int = 0,
+        release_frames: int = 24,
+        prior_lr: float | None = None,
         loss_weights: dict[str, float] | None = None,
         lr: float = 1e-3,
         betas: tuple[float, float] = (0.9, 0.99),
         weight_decay: float = 0.0,
         lr_decay: float = 1.0,
     ):
-        arch = _architecture(channels, n_layers, kernel_size, dilation_cycle, attention_layers, attention_heads, attention_window)
+        arch = _architecture(channels, n_layers, kernel_size, dilation_cycle, attention_layers, attention_heads, attention_window,
+                             note_frames, release_frames)
         super().__init__(sample_rate, feature, vocoder_mel, arch, lr, betas, weight_decay, lr_decay)
         self.save_hyperparameters()
         self.loss_weights = {"l1": 1.0, "l2": 0.0, **(loss_weights or {})}
         unknown = set(self.loss_weights) - {"l1", "l2"}
         if unknown:
             raise ValueError(f"unknown loss terms {sorted(unknown)} (known: l1, l2)")
-        self.model = Notes2Mel(self.config)
+        self.model = Notes2Mel(self.config, self.band_hz())
 
     def trainable(self) -> torch.nn.Module:
         return self.model
@@ -178,6 +200,8 @@ class Notes2MelDiffusionTask(_Notes2MelTask):
             state is the log-mel normalised by ``mel_offset`` / ``mel_scale``.
         training_sigmas: ``"vp_cosine"`` (uniform t) or ``"log_normal"`` (EDM: ``p_mean``, ``p_std``).
         cond_drop_prob: probability of training on the null condition (0 disables guidance).
+        note_frames, release_frames, prior_lr: the note prior, as for regression; ``prior_weight`` weighs its
+            own L1 on the log-mel, added to the diffusion loss.
         sampler, sample_steps, schedule, guidance: default sampling, stored in the exported model.
         ema_decay: exported weights are the EMA.
         sample_every: validations between sampled ``val/log_mel_l1`` figures.
@@ -197,6 +221,10 @@ class Notes2MelDiffusionTask(_Notes2MelTask):
         attention_layers: int = 0,
         attention_heads: int = 4,
         attention_window: int = 32,
+        note_frames: int = 0,
+        release_frames: int = 24,
+        prior_lr: float | None = None,
+        prior_weight: float = 1.0,
         mel_offset: float = -5.0,
         mel_scale: float = 3.0,
         prediction: Literal["eps", "x0", "v", "edm"] = "v",
@@ -216,7 +244,8 @@ class Notes2MelDiffusionTask(_Notes2MelTask):
         ema_decay: float = 0.999,
         sample_every: int = 1,
     ):
-        arch = _architecture(channels, n_layers, kernel_size, dilation_cycle, attention_layers, attention_heads, attention_window)
+        arch = _architecture(channels, n_layers, kernel_size, dilation_cycle, attention_layers, attention_heads, attention_window,
+                             note_frames, release_frames)
         arch.update(mel_offset=mel_offset, mel_scale=mel_scale)
         super().__init__(sample_rate, feature, vocoder_mel, arch, lr, betas, weight_decay, lr_decay)
         self.save_hyperparameters()
@@ -226,7 +255,7 @@ class Notes2MelDiffusionTask(_Notes2MelTask):
             raise ValueError(f"unknown training_sigmas {training_sigmas!r}")
         if not 0.0 <= ema_decay < 1.0:
             raise ValueError(f"ema_decay must lie in [0, 1), got {ema_decay}")
-        self.model = Notes2MelDenoiser(self.config)
+        self.model = Notes2MelDenoiser(self.config, self.band_hz())
         self.denoiser = Denoiser(self.model, prediction, sigma_data)
         self.ema_model = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay))
         self.ema_model.requires_grad_(False)  # never optimised; DDP must not wait for its gradients
@@ -252,6 +281,12 @@ class Notes2MelDiffusionTask(_Notes2MelTask):
         drop = torch.rand(roll.shape[0], device=roll.device) < self.hparams.cond_drop_prob
         loss = self.denoiser.loss(x0, self.denoiser.prepare(roll, drop), self.sample_sigmas(x0.shape[0])).mean()
         self.log("train/loss", loss, prog_bar=True)
+        if self.model.prior is not None:
+            # the prior is trained as a mel predictor in its own right (L1 on the log-mel, as regression is), so
+            # the denoiser is conditioned on a first guess of the mel rather than on whatever features help it
+            prior_l1 = (self.model.prior(roll) - self.target(batch)).abs().mean()
+            self.log("train/prior_l1", prior_l1)
+            loss = loss + self.hparams.prior_weight * prior_l1
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
