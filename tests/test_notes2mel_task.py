@@ -24,7 +24,7 @@ from waveforge.models.melgan import MelGANGenerator, MelGANGeneratorConfig
 from waveforge.tasks.callbacks import AudioLogger
 from waveforge.tasks.notes2mel import Notes2MelDiffusionTask, Notes2MelRegressionTask
 
-TINY = dict(channels=16, n_layers=4, dilation_cycle=2, attention_layers=1, attention_heads=2, attention_window=4)
+TINY = dict(architecture={"preset": "tiny", "attention_window": 4, "noise_channels": 128})
 
 
 @pytest.fixture(autouse=True)

@@ -278,7 +278,7 @@ class VQVAELevelConfig:
     ema_epsilon: float = 1e-5
     restart_threshold: float = 1.0
     decoder: str = "feedforward"  # or "wavenet"
-    wavenet: dict | None = None  # WaveNetConfig overrides for decoder="wavenet" (cond/hop are set here)
+    wavenet: dict | None = None  # decoder="wavenet": {preset: tiny, <WaveNetConfig field>: value} (cond/hop are set here)
 
     def __post_init__(self):
         if self.stride < 2 or self.stride % 2:
@@ -296,8 +296,9 @@ class VQVAELevelConfig:
         overrides = dict(self.wavenet or {})
         for key in ("cond_channels", "hop_length"):
             overrides.pop(key, None)
-        return WaveNetConfig(**{**asdict(WaveNetConfig.tiny()), "output": "mulaw", **overrides,
-                                "cond_channels": self.code_dim + extra_cond_channels, "hop_length": self.hop_length})
+        preset = overrides.pop("preset", None) or "tiny"
+        return WaveNetConfig.preset(preset, **{"output": "mulaw", **overrides,
+                                               "cond_channels": self.code_dim + extra_cond_channels, "hop_length": self.hop_length})
 
 
 @dataclass
