@@ -82,3 +82,30 @@ def test_a_bad_architecture_is_one_line_naming_the_recipe(architecture, message,
     assert cli_main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"waveforge: error: {recipe}: {message}"), err
+
+
+def _train_cases():
+    from waveforge.benchmarks.gpu import TRAIN_CASES
+
+    return sorted(TRAIN_CASES.values(), key=lambda case: case.family)
+
+
+@pytest.mark.parametrize("case", _train_cases(), ids=lambda case: case.family)
+def test_the_gpu_checks_tiny_overrides_build_their_recipe(case, tiny_corpus, tmp_path, monkeypatch):
+    """``waveforge bench``'s GPU training cases shrink a paper recipe with ``--model.init_args`` overrides."""
+    monkeypatch.setattr("sys.argv", ["waveforge"])
+    from waveforge.tasks.cli import make_cli
+
+    recipe = REPO / "recipes" / case.family / case.recipe
+    cli = make_cli(_fit_args(recipe, tiny_corpus, tmp_path, *case.tiny))
+    assert cli.model.family == case.family
+    assert sum(p.numel() for p in cli.model.parameters()) < 2_000_000  # tiny, whatever the paper recipe's size
+
+
+def test_the_benchs_cpu_generator_is_the_cpu_recipes():
+    import yaml
+
+    from waveforge.benchmarks.melgan import CPU_SINES_ARCHITECTURE
+
+    recipe = yaml.safe_load((REPO / "recipes" / "melgan" / "cpu.yaml").read_text())
+    assert recipe["model"]["init_args"]["architecture"] == CPU_SINES_ARCHITECTURE

@@ -28,7 +28,7 @@ batch are assigned to it with sum ``s_i``; the EMA statistics are ``N_i`` (clust
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.distributed as dist
@@ -293,11 +293,11 @@ class VQVAELevelConfig:
         return round(math.log(self.hop_length, self.stride))
 
     def wavenet_config(self, extra_cond_channels: int = 0) -> WaveNetConfig:
-        overrides = dict(self.wavenet or {})
+        fields = dict(self.wavenet or {})
         for key in ("cond_channels", "hop_length"):
-            overrides.pop(key, None)
-        preset = overrides.pop("preset", None) or "tiny"
-        return WaveNetConfig.preset(preset, **{"output": "mulaw", **overrides,
+            fields.pop(key, None)
+        preset = fields.pop("preset", None) or "tiny"
+        return WaveNetConfig.preset(preset, **{"output": "mulaw", **fields,
                                                "cond_channels": self.code_dim + extra_cond_channels, "hop_length": self.hop_length})
 
 
