@@ -511,3 +511,21 @@ def test_stage_merging_lives_outside_the_training_task():
 
     assert "tasks.vqvae" not in inspect.getsource(export) and "merge_stages" in inspect.getsource(export)
     assert not hasattr(family, "evaluate_hierarchy")
+
+
+def test_task_architecture_mappings_build_the_hierarchy_and_its_priors():
+    from waveforge.models.config import ConfigError
+    from waveforge.models.prior import PriorConfig
+    from waveforge.tasks.vqvae import build_vqvae_config
+
+    assert build_vqvae_config({"preset": "small"}) == VQVAEConfig.small()
+    assert build_vqvae_config(None) == VQVAEConfig.paper()
+    # a prior mapping without a preset changes the hierarchy preset's prior; with one, starts from it
+    config = build_vqvae_config({"preset": "small"}, {"layers": 2}, {"preset": "tiny"})
+    assert config.top_prior == PriorConfig.small(context=256, layers=2) and config.upsampler == PriorConfig.tiny()
+    with pytest.raises(ConfigError, match="^architecture: top_prior is a task argument of its own"):
+        build_vqvae_config({"top_prior": {"layers": 2}})
+    with pytest.raises(ConfigError, match="^upsampler: PriorConfig has no field 'layer'"):
+        build_vqvae_config(None, None, {"layer": 2})
+    with pytest.raises(ConfigError, match="^architecture: .*unexpected keyword argument 'codebook'"):
+        build_vqvae_config({"levels": [{"hop_length": 8, "codebook": 16}]})
