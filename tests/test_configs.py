@@ -38,3 +38,34 @@ def test_presets_take_keyword_overrides_and_do_not_share_state():
     assert MelGANGeneratorConfig.tiny(upsample_factors=[8, 2]).hop_length == 16
     assert MelGANGeneratorConfig.tiny(upsample_factors=[5, 3]).hop_length == 15
     assert VQVAEConfig.small().levels[2].restart_threshold == 0.1 and VQVAEConfig.small().top_prior.context == 256
+
+
+def test_every_preset_method_is_the_preset_by_name_with_the_same_overrides():
+    for config_cls in CONFIGS:
+        for name in PRESET_NAMES:
+            assert getattr(config_cls, name)() == config_cls.preset(name)
+    # MelGAN's hop follows given factors in every preset, not only tiny
+    assert MelGANGeneratorConfig.preset("tiny", upsample_factors=[8, 2]) == MelGANGeneratorConfig.tiny(upsample_factors=[8, 2])
+    assert MelGANGeneratorConfig.paper(upsample_factors=[8, 8, 4]).hop_length == 256
+
+
+def test_build_config_takes_a_preset_and_fields_and_refuses_what_it_does_not_know():
+    from waveforge.models.config import ConfigError, build_config
+
+    assert build_config(WaveNetConfig, None, "small") == WaveNetConfig.small()
+    assert build_config(WaveNetConfig, {"preset": "tiny", "output": "logistic"}, "small") == WaveNetConfig.tiny(output="logistic")
+    assert build_config(WaveNetConfig, {"layers": 12}, "paper", {"cond_channels": 80}) == WaveNetConfig.paper(layers=12, cond_channels=80)
+    # a field the data decides may be repeated, not contradicted
+    assert build_config(DiffWaveConfig, {"hop_length": 256}, "paper", {"hop_length": 256}).hop_length == 256
+    with pytest.raises(ConfigError, match=r"^architecture: hop_length is 128, but the data sets it to 256 \(leave hop_length out"):
+        build_config(DiffWaveConfig, {"hop_length": 128}, "paper", {"hop_length": 256})
+    with pytest.raises(ConfigError, match=r"^architecture: WaveNetConfig has no field 'layer' \(known: preset, layers, cycles, "):
+        build_config(WaveNetConfig, {"layer": 12}, "small")
+    with pytest.raises(ConfigError, match=r"^architecture: WaveNetConfig has no preset 'huge' \(known: paper, small, tiny\)"):
+        build_config(WaveNetConfig, {"preset": "huge"}, "small")
+    with pytest.raises(ConfigError, match=r"^top_prior: width 30 must be divisible by heads 4"):  # the config's own checks, named
+        build_config(PriorConfig, {"width": 30, "heads": 4}, "small", name="top_prior")
+    # base: a sub-model's size inside its parent's preset, used unless the mapping names a preset
+    base = VQVAEConfig.small().top_prior
+    assert build_config(PriorConfig, {"layers": 2}, "paper", base=base) == PriorConfig.small(context=256, layers=2)
+    assert build_config(PriorConfig, {"preset": "tiny"}, "paper", base=base) == PriorConfig.tiny()

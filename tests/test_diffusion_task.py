@@ -16,7 +16,7 @@ from waveforge.inference.modelfile import save_model_file
 from waveforge.tasks.diffusion import DiffusionTask
 
 MEL = MelConfig(sample_rate=8000, n_fft=256, hop_length=64, win_length=256, n_mels=16, f_max=4000.0)
-TINY = dict(residual_channels=8, n_layers=4, dilation_cycle=2, sample_steps=3)
+TINY = dict(architecture={"preset": "tiny"}, sample_steps=3)
 
 
 def _batches(n: int, conditional: bool):

@@ -20,7 +20,7 @@ from waveforge.midi.roll import PianoRollConfig
 from waveforge.tasks.flow import FlowVocoderTask
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = dict(upsampled_cond_channels=4, n_flows=4, n_group=8, n_early_every=2, n_early_size=2, n_layers=2, n_channels=8)
+TINY = dict(architecture={"preset": "tiny", "n_group": 8})
 
 
 # tiny tensors: one intra-op thread avoids barrier stalls on a loaded 2-core machine

@@ -127,8 +127,8 @@ def test_chunked_vocoding_equals_whole_input(exported):
 
 def test_sines_head_trains_exports_and_vocodes(tiny_corpus, tmp_path):
     """The cpu recipe's phase-integrating sines head through the same path: fit, export, load, vocode in chunks."""
-    _fit_in_process(tmp_path, tiny_corpus, "--trainer.max_steps", "4", "--model.init_args.output", "sines", "--model.init_args.upsample_factors", "[1]",
-         "--model.init_args.upsampling", "nearest", "--model.init_args.lr_generator", "1e-4")
+    _fit_in_process(tmp_path, tiny_corpus, "--trainer.max_steps", "4", "--model.init_args.architecture",
+         "{preset: paper, initial_channels: 32, output: sines, upsample_factors: [1], upsampling: nearest}", "--model.init_args.lr_generator", "1e-4")
     model = tmp_path / "model.safetensors"
     assert cli_main(["export", str(tmp_path / "run" / "checkpoints" / "last.ckpt"), "-o", str(model)]) == 0
     synth = waveforge.load(model)

@@ -24,7 +24,7 @@ from waveforge.models.melgan import MelGANGenerator, MelGANGeneratorConfig
 from waveforge.tasks.callbacks import AudioLogger
 from waveforge.tasks.notes2mel import Notes2MelDiffusionTask, Notes2MelRegressionTask
 
-TINY = dict(channels=16, n_layers=4, dilation_cycle=2, attention_layers=1, attention_heads=2, attention_window=4)
+TINY = dict(architecture={"preset": "tiny", "attention_window": 4, "noise_channels": 128})
 
 
 @pytest.fixture(autouse=True)
@@ -88,8 +88,8 @@ def test_the_note_prior_trains_with_its_own_learning_rate(task_cls, tiny_corpus,
     torch.manual_seed(0)
     data = _data(tiny_corpus)
     extra = dict(sample_steps=2) if task_cls is Notes2MelDiffusionTask else {}
-    task = task_cls(sample_rate=22050, feature=feature_to_dict(data.feature), **TINY, note_frames=16, release_frames=4,
-                    prior_lr=0.05, lr=1e-3, **extra)
+    architecture = {**TINY["architecture"], "note_frames": 16, "release_frames": 4}
+    task = task_cls(sample_rate=22050, feature=feature_to_dict(data.feature), architecture=architecture, prior_lr=0.05, lr=1e-3, **extra)
     groups = task.configure_optimizers()["optimizer"].param_groups
     assert [g["lr"] for g in groups] == [1e-3, 0.05]
     assert {id(p) for p in groups[1]["params"]} == {id(p) for p in task.model.prior.parameters()}

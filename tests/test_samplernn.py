@@ -224,7 +224,7 @@ def _task(**kwargs):
     from waveforge.tasks.autoregressive import SampleRNNTask
 
     torch.manual_seed(0)
-    return SampleRNNTask(sample_rate=8000, feature=None, preset="tiny", tbptt_length=64, lr=3e-3, **kwargs)
+    return SampleRNNTask(sample_rate=8000, feature=None, architecture={"preset": "tiny"}, tbptt_length=64, lr=3e-3, **kwargs)
 
 
 def test_task_tbptt_training_steps_lower_the_loss():

@@ -257,11 +257,14 @@ def test_top_down_sampling_end_to_end():
 
 
 # ------------------------------------------------------------------ task stages
-def _task(**overrides):
+def _task(codebook_size=16, width=8, restart_threshold=(1.0, 1.0), condition_on_above=False, **overrides):
+    """A two-level hierarchy (hops 8, 32) through the task's architecture mapping; the keywords change every level."""
     from waveforge.tasks.vqvae import VQVAETask
 
-    settings = dict(sample_rate=SR, hops=[8, 32], codebook_size=16, code_dim=4, width=8, depth=2, warmup_steps=1, lr=1e-2,
-                    top_prior=dict(context=16, width=16, layers=1, heads=2), upsampler=dict(context=16, width=16, layers=1, heads=2))
+    levels = [dict(hop_length=h, codebook_size=codebook_size, code_dim=4, width=width, depth=2, restart_threshold=t)
+              for h, t in zip((8, 32), restart_threshold)]
+    settings = dict(sample_rate=SR, architecture=dict(preset="tiny", levels=levels, condition_on_above=condition_on_above), warmup_steps=1,
+                    lr=1e-2, top_prior=dict(context=16, width=16, layers=1, heads=2), upsampler=dict(context=16, width=16, layers=1, heads=2))
     return VQVAETask(**{**settings, **overrides})
 
 
@@ -317,8 +320,6 @@ def test_restart_threshold_per_level():
     task = _task(restart_threshold=[1.0, 0.1])
     assert [level.quantizer.restart_threshold for level in task.model.levels] == [1.0, 0.1]
     assert [c.restart_threshold for c in task.model.config.levels] == [1.0, 0.1]
-    with pytest.raises(ValueError, match="one value per level"):
-        _task(restart_threshold=[1.0, 0.1, 0.1])
 
 
 def _stage_file(path, trained_level, seed, **overrides):
@@ -510,3 +511,21 @@ def test_stage_merging_lives_outside_the_training_task():
 
     assert "tasks.vqvae" not in inspect.getsource(export) and "merge_stages" in inspect.getsource(export)
     assert not hasattr(family, "evaluate_hierarchy")
+
+
+def test_task_architecture_mappings_build_the_hierarchy_and_its_priors():
+    from waveforge.models.config import ConfigError
+    from waveforge.models.prior import PriorConfig
+    from waveforge.tasks.vqvae import build_vqvae_config
+
+    assert build_vqvae_config({"preset": "small"}) == VQVAEConfig.small()
+    assert build_vqvae_config(None) == VQVAEConfig.paper()
+    # a prior mapping without a preset changes the hierarchy preset's prior; with one, starts from it
+    config = build_vqvae_config({"preset": "small"}, {"layers": 2}, {"preset": "tiny"})
+    assert config.top_prior == PriorConfig.small(context=256, layers=2) and config.upsampler == PriorConfig.tiny()
+    with pytest.raises(ConfigError, match="^architecture: top_prior is a task argument of its own"):
+        build_vqvae_config({"top_prior": {"layers": 2}})
+    with pytest.raises(ConfigError, match="^upsampler: PriorConfig has no field 'layer'"):
+        build_vqvae_config(None, None, {"layer": 2})
+    with pytest.raises(ConfigError, match="^architecture: .*unexpected keyword argument 'codebook'"):
+        build_vqvae_config({"levels": [{"hop_length": 8, "codebook": 16}]})

@@ -222,7 +222,7 @@ def _wavenet_task(output="mulaw", lr=3e-3):
     from waveforge.tasks.autoregressive import WaveNetTask
 
     torch.manual_seed(0)
-    return WaveNetTask(sample_rate=8000, feature=MelConfig(**MEL).to_dict(), preset="tiny", overrides={"output": output, "n_mixtures": 3}, lr=lr)
+    return WaveNetTask(sample_rate=8000, feature=MelConfig(**MEL).to_dict(), architecture={"preset": "tiny", "output": output, "n_mixtures": 3}, lr=lr)
 
 
 @pytest.mark.parametrize("output", ["mulaw", "logistic"])

@@ -59,24 +59,23 @@ def _tiny_data(segment: int = 2048) -> tuple[str, ...]:
 TRAIN_CASES: dict[str, TrainCase] = {
     c.family: c
     for c in [
-        TrainCase("wavenet", "train/nll", tiny=("--model.init_args.preset", "tiny", *_tiny_data())),
-        TrainCase("samplernn", "train/nll", tiny=("--model.init_args.preset", "tiny", *_tiny_data(1024))),
+        TrainCase("wavenet", "train/nll", tiny=("--model.init_args.architecture", "{preset: tiny}", *_tiny_data())),
+        TrainCase("samplernn", "train/nll", tiny=("--model.init_args.architecture", "{preset: tiny}", *_tiny_data(1024))),
         TrainCase("vqvae", "train/loss", tiny=(
-            "--model.init_args.codebook_size", "64", "--model.init_args.code_dim", "16", "--model.init_args.width", "16",
-            "--model.init_args.depth", "2", "--model.init_args.warmup_steps", "2",
-            "--model.init_args.top_prior", "{context: 64, width: 32, layers: 2, heads: 2}",
-            "--model.init_args.upsampler", "{context: 64, width: 32, layers: 2, heads: 2}", *_tiny_data(4096),
+            "--model.init_args.architecture", "{levels: [" + ", ".join(
+                f"{{hop_length: {hop}, codebook_size: 64, code_dim: 16, width: 16, depth: 2}}" for hop in (8, 32, 128)) + "]}",
+            "--model.init_args.warmup_steps", "2",
+            "--model.init_args.top_prior", "{preset: tiny}", "--model.init_args.upsampler", "{preset: tiny}", *_tiny_data(4096),
         )),
         TrainCase("waveglow", "train/nll", tiny=(
-            "--model.init_args.upsampled_cond_channels", "4", "--model.init_args.n_flows", "4", "--model.init_args.n_early_every", "2",
-            "--model.init_args.n_layers", "2", "--model.init_args.n_channels", "16", *_tiny_data(),
+            "--model.init_args.architecture", "{preset: tiny, n_group: 8, n_channels: 16}", *_tiny_data(),
         )),
         TrainCase("melgan", "train/generator", adversarial=True, tiny=(
-            "--model.init_args.initial_channels", "32", "--model.init_args.discriminator_size", "tiny", *_tiny_data(),
+            "--model.init_args.architecture", "{preset: paper, initial_channels: 32}", "--model.init_args.discriminator_size", "tiny",
+            *_tiny_data(),
         )),
         TrainCase("diffwave", "train/loss", tiny=(
-            "--model.init_args.residual_channels", "8", "--model.init_args.n_layers", "4", "--model.init_args.dilation_cycle", "2",
-            *_tiny_data(),
+            "--model.init_args.architecture", "{preset: paper, residual_channels: 8, n_layers: 4, dilation_cycle: 2}", *_tiny_data(),
         )),
     ]
 }

@@ -31,6 +31,7 @@ import waveforge
 from waveforge.audio.mel import MelConfig
 from waveforge.bench import BenchContext, register, time_median
 from waveforge.inference.modelfile import ModelFile, save_model_file
+from waveforge.models.config import build_config
 from waveforge.models.melgan import MelGANGenerator, MelGANGeneratorConfig, transposed_conv_geometry
 
 SAMPLE_RATE = 22050
@@ -125,12 +126,21 @@ def _vocode_figure(name: str, synth, cond: torch.Tensor, flops: float, audio_sec
     }
 
 
+#: ``recipes/melgan/cpu.yaml``'s ``architecture`` (512 channels at the frame rate, then the sines head),
+#: restated because the bench runs where the recipes are not installed; a test keeps the two equal
+CPU_SINES_ARCHITECTURE = {"preset": "paper", "upsample_factors": [1, 1], "upsampling": "nearest", "output": "sines", "n_fft": 1024}
+
+
+def cpu_sines_config(mel_channels: int = 80, hop_length: int = 256) -> MelGANGeneratorConfig:
+    """The cpu recipe's generator for an 80-band mel at hop 256, as :class:`~waveforge.tasks.gan.GANVocoderTask` builds it."""
+    return build_config(MelGANGeneratorConfig, CPU_SINES_ARCHITECTURE, "paper", {"cond_channels": mel_channels, "hop_length": hop_length})
+
+
 @register("melgan")
 def bench_melgan(ctx: BenchContext) -> Iterator[dict]:
     seconds = 2.0 if ctx.quick else 5.0
     core_peak = _core_gemm_peak_gflops()
-    # the cpu recipe's generator: 512 channels at the frame rate, then the sines head
-    cpu_sines = MelGANGeneratorConfig(initial_channels=512, upsample_factors=[1, 1], upsampling="nearest", output="sines", n_fft=1024)
+    cpu_sines = cpu_sines_config()
     with tempfile.TemporaryDirectory() as folder:
         for size, config in (("paper", MelGANGeneratorConfig.paper()), ("small", MelGANGeneratorConfig.small()), ("cpu-sines", cpu_sines)):
             synth = _loaded(config, Path(folder))

@@ -22,7 +22,8 @@ from waveforge.inference.modelfile import ModelFile
 from waveforge.inference.synthesizer import Synthesizer
 from waveforge.inference.twostage import NotesToMelSynthesizer
 from waveforge.midi.roll import PianoRollConfig
-from waveforge.models.melgan import MelGANGenerator, MelGANGeneratorConfig
+from waveforge.benchmarks.melgan import cpu_sines_config
+from waveforge.models.melgan import MelGANGenerator
 from waveforge.models.notes2mel import Notes2Mel, Notes2MelConfig, Notes2MelDenoiser
 
 MEL = MelConfig()
@@ -31,7 +32,7 @@ ROLL = PianoRollConfig()
 
 def _vocoder() -> Synthesizer:
     torch.manual_seed(0)
-    config = MelGANGeneratorConfig(initial_channels=512, upsample_factors=[1, 1], upsampling="nearest", output="sines", n_fft=1024)
+    config = cpu_sines_config(MEL.n_mels, MEL.hop_length)
     model = MelGANGenerator(config).eval().remove_weight_norm()
     return Synthesizer(model, get_adapter("melgan"), ModelFile("melgan", config.to_dict(), MEL, MEL.sample_rate, {}))
 

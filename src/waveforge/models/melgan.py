@@ -142,10 +142,12 @@ class MelGANGeneratorConfig(ModelConfig):
         return self.hop_length // math.prod(self.upsample_factors)
 
     @classmethod
-    def tiny(cls, **overrides) -> "MelGANGeneratorConfig":
-        """For tests: 32 channels; hop = prod(upsample_factors) (default 4 * 4 = 16) unless given."""
-        factors = list(overrides.get("upsample_factors") or [4, 4])
-        return cls.preset("tiny", **{"hop_length": math.prod(factors), **overrides, "upsample_factors": factors})
+    def preset(cls, name: str, **overrides) -> "MelGANGeneratorConfig":
+        """As :meth:`ModelConfig.preset`, for ``paper``, ``small`` and ``tiny`` alike: given
+        ``upsample_factors`` and no ``hop_length``, the hop is their product (a waveform head's hop)."""
+        if overrides.get("upsample_factors") and "hop_length" not in overrides:
+            overrides["hop_length"] = math.prod(overrides["upsample_factors"])
+        return super().preset(name, **overrides)
 
 
 def transposed_conv_geometry(factor: int) -> tuple[int, int, int]:

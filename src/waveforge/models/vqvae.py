@@ -28,7 +28,7 @@ batch are assigned to it with sum ``s_i``; the EMA statistics are ``N_i`` (clust
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.distributed as dist
@@ -278,7 +278,7 @@ class VQVAELevelConfig:
     ema_epsilon: float = 1e-5
     restart_threshold: float = 1.0
     decoder: str = "feedforward"  # or "wavenet"
-    wavenet: dict | None = None  # WaveNetConfig overrides for decoder="wavenet" (cond/hop are set here)
+    wavenet: dict | None = None  # decoder="wavenet": {preset: tiny, <WaveNetConfig field>: value} (cond/hop are set here)
 
     def __post_init__(self):
         if self.stride < 2 or self.stride % 2:
@@ -293,11 +293,12 @@ class VQVAELevelConfig:
         return round(math.log(self.hop_length, self.stride))
 
     def wavenet_config(self, extra_cond_channels: int = 0) -> WaveNetConfig:
-        overrides = dict(self.wavenet or {})
+        fields = dict(self.wavenet or {})
         for key in ("cond_channels", "hop_length"):
-            overrides.pop(key, None)
-        return WaveNetConfig(**{**asdict(WaveNetConfig.tiny()), "output": "mulaw", **overrides,
-                                "cond_channels": self.code_dim + extra_cond_channels, "hop_length": self.hop_length})
+            fields.pop(key, None)
+        preset = fields.pop("preset", None) or "tiny"
+        return WaveNetConfig.preset(preset, **{"output": "mulaw", **fields,
+                                               "cond_channels": self.code_dim + extra_cond_channels, "hop_length": self.hop_length})
 
 
 @dataclass

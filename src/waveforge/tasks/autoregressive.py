@@ -7,11 +7,12 @@ Both minimise the negative log-likelihood of the next sample, logged in nats per
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any
 
 import torch
 
 from waveforge.inference.modelfile import ModelFile
+from waveforge.models.config import build_config
 from waveforge.models.samplernn import SampleRNN, SampleRNNConfig
 from waveforge.models.wavenet import WaveNet, WaveNetConfig
 from waveforge.tasks.base import WaveformTask
@@ -21,9 +22,9 @@ class WaveNetTask(WaveformTask):
     """Teacher-forced WaveNet training.
 
     Args:
-        preset: ``"small"``, ``"paper"`` or ``"tiny"`` (:class:`WaveNetConfig` presets).
-        overrides: fields of :class:`WaveNetConfig` to change (e.g. ``{"output": "logistic"}``);
-            ``cond_channels`` and ``hop_length`` always come from the data's feature.
+        architecture: the network, ``{preset: small, <WaveNetConfig field>: value, ...}`` (e.g.
+            ``{preset: paper, output: mulaw}``; :func:`~waveforge.models.config.build_config`, default
+            preset ``small``). ``cond_channels`` (and ``hop_length`` when conditioned) come from the data.
         lr, betas, weight_decay: Adam; ``lr_decay`` multiplies the rate every 1000 steps.
         sample_temperature: temperature of the validation audio examples.
     """
@@ -34,8 +35,7 @@ class WaveNetTask(WaveformTask):
         self,
         sample_rate: int = 22050,
         feature: dict | None = None,
-        preset: Literal["tiny", "small", "paper"] = "small",
-        overrides: dict | None = None,
+        architecture: dict[str, Any] | None = None,
         lr: float = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         weight_decay: float = 0.0,
@@ -44,11 +44,7 @@ class WaveNetTask(WaveformTask):
     ):
         super().__init__(sample_rate, feature)
         self.save_hyperparameters()
-        fields = dict(overrides or {})
-        fields["cond_channels"] = self.cond_channels
-        if self.hop_length is not None:
-            fields["hop_length"] = self.hop_length
-        self.model = WaveNet(getattr(WaveNetConfig, preset)(**fields))
+        self.model = WaveNet(build_config(WaveNetConfig, architecture, "small", self._decided()))
 
     def _nll(self, batch: dict) -> torch.Tensor:
         """Mean NLL per sample (nats): ``audio (B, 1, T)``, ``cond (B, C, T // hop)``."""
@@ -89,7 +85,9 @@ class SampleRNNTask(WaveformTask):
     (manual optimisation), as in the paper.
 
     Args:
-        preset: ``"paper"`` or ``"tiny"``; ``overrides``: fields of :class:`SampleRNNConfig`.
+        architecture: the network, ``{preset: paper, <SampleRNNConfig field>: value, ...}``
+            (:func:`~waveforge.models.config.build_config`; default preset ``paper``).
+            ``cond_channels`` (and ``hop_length`` when conditioned) come from the data.
         tbptt_length: samples per subsequence, a multiple of the top frame size (and of the hop
             when conditioned); 512 in the paper's setup of 8-second sequences at 16 kHz.
         lr, gradient_clip: Adam learning rate and the gradient-norm clip (1.0 in the paper).
@@ -101,8 +99,7 @@ class SampleRNNTask(WaveformTask):
         self,
         sample_rate: int = 16000,
         feature: dict | None = None,
-        preset: Literal["tiny", "paper"] = "paper",
-        overrides: dict | None = None,
+        architecture: dict[str, Any] | None = None,
         tbptt_length: int = 512,
         lr: float = 1e-3,
         gradient_clip: float = 1.0,
@@ -111,11 +108,7 @@ class SampleRNNTask(WaveformTask):
         super().__init__(sample_rate, feature)
         self.save_hyperparameters()
         self.automatic_optimization = False
-        fields = dict(overrides or {})
-        fields["cond_channels"] = self.cond_channels
-        if self.hop_length is not None:
-            fields["hop_length"] = self.hop_length
-        self.model = SampleRNN(getattr(SampleRNNConfig, preset)(**fields))
+        self.model = SampleRNN(build_config(SampleRNNConfig, architecture, "paper", self._decided()))
         c = self.model.config
         multiple = c.hop_length if c.cond_channels else c.top_frame_size
         if tbptt_length <= 0 or tbptt_length % multiple:

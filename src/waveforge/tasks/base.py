@@ -43,6 +43,13 @@ class WaveformTask(L.LightningModule):
     def hop_length(self) -> int | None:
         return None if self.feature is None else self.feature.hop_length
 
+    def _decided(self) -> dict:
+        """The model-config fields the data decides: ``cond_channels``, and ``hop_length`` when conditioned."""
+        decided = {"cond_channels": self.cond_channels}
+        if self.hop_length is not None:
+            decided["hop_length"] = self.hop_length
+        return decided
+
     # -- to override ---------------------------------------------------------------------------
     def model_file(self) -> ModelFile:
         """The inference model, its config and features, ready for ``save_model_file``."""

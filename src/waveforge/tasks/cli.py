@@ -8,6 +8,8 @@
   starts afresh). ``last.ckpt`` is always replaced in place, never versioned as ``last-v1.ckpt``,
   and every checkpoint is written beside its target and renamed into place
   (:class:`AtomicCheckpointIO`): a kill during a save leaves the previous checkpoint whole.
+* A task's ``architecture`` mapping that names an unknown preset or field, or contradicts the
+  data, ends with one line naming the recipe and the key (exit status 2).
 * Multi-GPU / multi-node is Lightning's DDP (``--trainer.devices``, ``--trainer.num_nodes``,
   SLURM or torchrun); recipe batch sizes are per device.
 """
@@ -31,6 +33,7 @@ from waveforge.errors import BadInputError
 from waveforge.utils.atomic import atomic_path
 from waveforge.data.module import SegmentEpochCallback, WaveformDataModule
 from waveforge.features import feature_to_dict
+from waveforge.models.config import ConfigError
 from waveforge.tasks.base import WaveformTask
 from waveforge.tasks.callbacks import AudioLogger
 
@@ -83,6 +86,17 @@ def newest_checkpoint(folder: Path) -> Path | None:
     return max(steps)[-1]
 
 
+def _config_error(error: BaseException) -> ConfigError | None:
+    """The :class:`ConfigError` (a bad architecture mapping) that caused ``error``, if one did."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, ConfigError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
 class WaveforgeCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("data.sample_rate", "model.init_args.sample_rate", apply_on="instantiate")
@@ -91,6 +105,16 @@ class WaveforgeCLI(LightningCLI):
         parser.add_argument("--no_resume", type=bool, default=False, help="ignore <run>/checkpoints/last.ckpt")
         parser.add_argument("--checkpoint_every", type=int, default=500, help="save last.ckpt every N training steps")
         parser.add_argument("--audio_examples", type=int, default=2, help="validation clips logged to TensorBoard")
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except Exception as e:  # jsonargparse wraps the task's error: find an architecture mistake in the chain
+            cause = _config_error(e)
+            if cause is None:
+                raise
+            configs = self.config.get("config") or []
+            raise BadInputError(str(configs[-1]) if configs else None, str(cause)) from None
 
     @property
     def run_dir(self) -> Path:

@@ -7,7 +7,7 @@ condition, so the exported model supports guidance (``--guidance``) at sampling 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -22,6 +22,7 @@ from waveforge.diffusion import (
     rand_vp_linear,
 )
 from waveforge.inference.modelfile import ModelFile
+from waveforge.models.config import build_config
 from waveforge.models.diffwave import DiffWave, DiffWaveConfig
 from waveforge.tasks.base import WaveformTask
 
@@ -30,7 +31,10 @@ class DiffusionTask(WaveformTask):
     """Trains a :class:`DiffWave` denoiser on ``audio: (B, 1, T)`` (and ``cond: (B, C, T // hop)`` if conditioned).
 
     Args:
-        residual_channels, n_layers, dilation_cycle: DiffWave size (paper vocoder: 64, 30, 10).
+        architecture: the backbone, ``{preset: paper, <DiffWaveConfig field>: value, ...}``
+            (:func:`~waveforge.models.config.build_config`; default preset ``paper``, the paper's
+            vocoder). ``cond_channels`` and ``hop_length`` come from the data's feature
+            (unconditional: 0 and 1).
         prediction: what the network predicts, ``"eps"``, ``"x0"``, ``"v"`` or ``"edm"`` (see ``Denoiser``).
         sigma_data: data standard deviation used by the preconditioning.
         training_sigmas: noise-level distribution: ``"vp_cosine"`` / ``"vp_linear"`` (uniform t) or
@@ -47,9 +51,7 @@ class DiffusionTask(WaveformTask):
         self,
         sample_rate: int = 22050,
         feature: dict | None = None,
-        residual_channels: int = 64,
-        n_layers: int = 30,
-        dilation_cycle: int = 10,
+        architecture: dict[str, Any] | None = None,
         prediction: Literal["eps", "x0", "v", "edm"] = "v",
         sigma_data: float = 0.5,
         training_sigmas: Literal["vp_cosine", "vp_linear", "log_normal"] = "vp_cosine",
@@ -73,13 +75,8 @@ class DiffusionTask(WaveformTask):
             raise ValueError(f"cond_drop_prob must lie in [0, 1), got {cond_drop_prob}")
         if training_sigmas not in ("vp_cosine", "vp_linear", "log_normal"):
             raise ValueError(f"unknown training_sigmas {training_sigmas!r}")
-        self.config = DiffWaveConfig(
-            residual_channels=residual_channels,
-            n_layers=n_layers,
-            dilation_cycle=dilation_cycle,
-            cond_channels=self.cond_channels,
-            hop_length=self.hop_length or 1,
-        )
+        decided = {"cond_channels": self.cond_channels, "hop_length": self.hop_length or 1}
+        self.config = build_config(DiffWaveConfig, architecture, "paper", decided)
         self.model = DiffWave(self.config)
         self.denoiser = Denoiser(self.model, prediction, sigma_data)
         # EMA of the weights (DiffWave/EDM practice); sampling, validation audio and export use it

@@ -15,6 +15,7 @@ from waveforge.errors import BadInputError
 from waveforge.inference.modelfile import cast_model_file, save_model_file
 from waveforge.inference.validation import check_tensors
 from waveforge.tasks.base import TASK_KEY, WaveformTask
+from waveforge.tasks.legacy import upgrade_hyperparameters
 
 
 TASK_MODULE = "waveforge.tasks"
@@ -83,8 +84,10 @@ def load_task(checkpoint: str | os.PathLike, map_location: str = "cpu") -> Wavef
         raise BadInputError(path, f"task class {class_path!r} does not exist in this waveforge") from None
     if not (isinstance(task_cls, type) and issubclass(task_cls, WaveformTask)):
         raise BadInputError(path, f"{class_path!r} is not a waveforge task")
+    # a checkpoint written before the tasks took one ``architecture`` mapping: the same model, today's arguments
+    upgraded = upgrade_hyperparameters(class_name, ckpt.get("hyper_parameters") or {})
     with torch.serialization.safe_globals(_allowed_globals()):
-        return task_cls.load_from_checkpoint(path, map_location=map_location, weights_only=True)
+        return task_cls.load_from_checkpoint(path, map_location=map_location, weights_only=True, **upgraded)
 
 
 def export_checkpoint(checkpoint: str | os.PathLike | list, output: str | os.PathLike, dtype: str = "float32") -> Path:

@@ -7,9 +7,12 @@ held-out NLL; the audio callback samples with ``infer_sigma`` (the paper's 0.6).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from waveforge.inference.modelfile import ModelFile
+from waveforge.models.config import build_config
 from waveforge.models.waveglow import WaveGlow, WaveGlowConfig
 from waveforge.tasks.base import WaveformTask
 
@@ -18,9 +21,11 @@ class FlowVocoderTask(WaveformTask):
     """Trains a :class:`WaveGlow` on ``audio: (B, 1, T)`` given ``cond: (B, C, T // hop)``.
 
     Args:
-        upsampled_cond_channels, n_flows, n_group, n_early_every, n_early_size, n_layers, n_channels,
-            kernel_size, lu_decomposed, sigma: the :class:`WaveGlowConfig` fields (defaults: the paper).
-        infer_sigma: prior temperature for the logged audio samples (0.6 in the paper).
+        architecture: the flow, ``{preset: paper, <WaveGlowConfig field>: value, ...}``
+            (:func:`~waveforge.models.config.build_config`; default preset ``paper``, the published
+            model). ``cond_channels`` and ``hop_length`` come from the data's feature.
+        infer_sigma: prior temperature of sampling: the logged audio's and the exported model's
+            default (0.6 in the paper); it sets the config's ``infer_sigma``.
         lr: Adam learning rate (1e-4 in the paper).
         lr_decay: multiplicative decay applied every 1000 steps (1.0: constant).
     """
@@ -31,16 +36,7 @@ class FlowVocoderTask(WaveformTask):
         self,
         sample_rate: int = 22050,
         feature: dict | None = None,
-        upsampled_cond_channels: int = 80,
-        n_flows: int = 12,
-        n_group: int = 8,
-        n_early_every: int = 4,
-        n_early_size: int = 2,
-        n_layers: int = 8,
-        n_channels: int = 512,
-        kernel_size: int = 3,
-        lu_decomposed: bool = False,
-        sigma: float = 1.0,
+        architecture: dict[str, Any] | None = None,
         infer_sigma: float = 0.6,
         lr: float = 1e-4,
         lr_decay: float = 1.0,
@@ -49,12 +45,9 @@ class FlowVocoderTask(WaveformTask):
         self.save_hyperparameters()
         if self.feature is None:
             raise ValueError("FlowVocoderTask needs conditioning (mel or piano_roll); got an unconditional data setup")
-        self.model = WaveGlow(WaveGlowConfig(
-            cond_channels=self.cond_channels, hop_length=self.feature.hop_length,
-            upsampled_cond_channels=upsampled_cond_channels, n_flows=n_flows, n_group=n_group,
-            n_early_every=n_early_every, n_early_size=n_early_size, n_layers=n_layers, n_channels=n_channels,
-            kernel_size=kernel_size, lu_decomposed=lu_decomposed, sigma=sigma, infer_sigma=infer_sigma,
-        ))
+        decided = {"cond_channels": self.cond_channels, "hop_length": self.feature.hop_length, "infer_sigma": infer_sigma}
+        config = build_config(WaveGlowConfig, architecture, "paper", decided, decided_by={"infer_sigma": "the task argument infer_sigma"})
+        self.model = WaveGlow(config)
 
     def _nll(self, batch: dict):
         return self.model.nll(batch["audio"], batch["cond"])  # (B, 1, T), (B, C, T // hop)

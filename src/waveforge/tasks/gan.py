@@ -13,7 +13,7 @@ offset as large as the music, which costs several dB of log-spectral distance at
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -21,6 +21,7 @@ from waveforge.audio.mel import MelConfig, MelSpectrogram, analysis_mel_config
 from waveforge.inference.modelfile import ModelFile
 from waveforge.losses.gan import discriminator_loss, feature_matching_loss, generator_loss
 from waveforge.losses.stft import MultiResolutionSTFTLoss, log_spectral_distance_loss, mel_l1_loss
+from waveforge.models.config import build_config
 from waveforge.models.discriminators import build_discriminator
 from waveforge.models.melgan import MelGANGenerator, MelGANGeneratorConfig
 from waveforge.nn.upsample import factor_hop
@@ -39,13 +40,10 @@ class GANVocoderTask(WaveformTask):
     """Trains a :class:`MelGANGenerator` on ``cond: (B, C, F)`` -> ``audio: (B, 1, F * hop)``.
 
     Args:
-        initial_channels: generator width before the first upsampling (512 in the paper).
-        upsample_factors: per-stage upsampling, product = hop (default: derived from the hop).
-        residual_dilations: dilations of each stage's residual stack (1, 3, 9 in the paper).
-        upsampling: ``"transposed"`` (the paper) or ``"nearest"`` (see :class:`MelGANGeneratorConfig`).
-        output: ``"waveform"`` (the paper), or a phase-integrating head: ``"stft"`` (per-bin phase)
-            or ``"sines"`` (an oscillator per bin)
-            (see :class:`MelGANGeneratorConfig`); ``n_fft`` is its transform size.
+        architecture: the generator, ``{preset: paper, <MelGANGeneratorConfig field>: value, ...}``
+            (:func:`~waveforge.models.config.build_config`; default preset ``paper``). ``cond_channels``
+            and ``hop_length`` come from the data's feature; ``upsample_factors``, unless given, are
+            derived from the hop (:func:`default_upsample_factors`).
         discriminator: ``"msd"`` (MelGAN), ``"mpd"`` (HiFi-GAN) or ``"msd+mpd"``.
         discriminator_size: ``"paper"`` or ``"tiny"`` (tests).
         gan_loss: ``"hinge"`` (MelGAN) or ``"lsgan"`` (HiFi-GAN).
@@ -62,12 +60,7 @@ class GANVocoderTask(WaveformTask):
         self,
         sample_rate: int = 22050,
         feature: dict | None = None,
-        initial_channels: int = 512,
-        upsample_factors: list[int] | None = None,
-        residual_dilations: list[int] = [1, 3, 9],
-        upsampling: Literal["transposed", "nearest"] = "transposed",
-        output: Literal["waveform", "stft", "sines"] = "waveform",
-        n_fft: int = 1024,
+        architecture: dict[str, Any] | None = None,
         discriminator: Literal["msd", "mpd", "msd+mpd"] = "msd",
         discriminator_size: Literal["paper", "tiny"] = "paper",
         gan_loss: Literal["hinge", "lsgan"] = "hinge",
@@ -88,18 +81,10 @@ class GANVocoderTask(WaveformTask):
             raise ValueError(f"unknown loss term(s) {sorted(unknown)}; known: {sorted(DEFAULT_LOSS_WEIGHTS)}")
         self.loss_weights = {**DEFAULT_LOSS_WEIGHTS, **(loss_weights or {})}
         hop = self.feature.hop_length
-        self.generator = MelGANGenerator(
-            MelGANGeneratorConfig(
-                cond_channels=self.cond_channels,
-                hop_length=hop,
-                upsample_factors=list(upsample_factors or default_upsample_factors(hop)),
-                initial_channels=initial_channels,
-                residual_dilations=list(residual_dilations),
-                upsampling=upsampling,
-                output=output,
-                n_fft=n_fft,
-            )
-        )
+        fields = dict(architecture or {})
+        fields.setdefault("upsample_factors", default_upsample_factors(hop))
+        decided = {"cond_channels": self.cond_channels, "hop_length": hop}
+        self.generator = MelGANGenerator(build_config(MelGANGeneratorConfig, fields, "paper", decided))
         self.discriminator = build_discriminator(discriminator, discriminator_size)
         self.mr_stft = MultiResolutionSTFTLoss()
         # the mel term always uses a mel of the audio (also for piano-roll conditioning)

@@ -18,7 +18,7 @@ log-mels (``synthesize_mel``) with Griffin-Lim audio of the generated mel.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -31,6 +31,7 @@ from waveforge.inference.families import SynthesisOptions
 from waveforge.inference.families.notes2mel import Notes2MelStage
 from waveforge.inference.modelfile import ModelFile
 from waveforge.midi.roll import PianoRollConfig
+from waveforge.models.config import build_config
 from waveforge.models.notes2mel import Notes2Mel, Notes2MelConfig, Notes2MelDenoiser
 from waveforge.tasks.base import WaveformTask
 
@@ -39,14 +40,15 @@ class _Notes2MelTask(WaveformTask):
     family = "notes2mel"
     objective: str
 
-    def __init__(self, sample_rate: int, feature: dict | None, mel: dict | None, architecture: dict, lr: float,
+    def __init__(self, sample_rate: int, feature: dict | None, mel: dict | None, architecture: dict | None, lr: float,
                  betas: tuple[float, float], weight_decay: float, lr_decay: float):
         super().__init__(sample_rate, feature)
         if not isinstance(self.feature, PianoRollConfig):
             raise ValueError("a notes-to-mel task reads piano rolls: set data.conditioning: piano_roll")
         m = MelSettings(**(mel or {}))  # a plain dict in the hyper-parameters: checkpoints load without pickled classes
         self.mel_config = MelConfig(sample_rate, m.n_fft, self.feature.hop_length, m.win_length, m.n_mels, m.f_min, m.f_max, m.log_floor)
-        self.config = Notes2MelConfig(n_mels=m.n_mels, log_floor=m.log_floor, **architecture)
+        self.config = build_config(Notes2MelConfig, architecture, "small", {"n_mels": m.n_mels, "log_floor": m.log_floor},
+                                   decided_by={"n_mels": "vocoder_mel", "log_floor": "vocoder_mel"})
         self.analysis = MelSpectrogram(self.mel_config)
 
     def band_hz(self) -> torch.Tensor:
@@ -111,23 +113,17 @@ class _Notes2MelTask(WaveformTask):
         )
 
 
-def _architecture(channels, n_layers, kernel_size, dilation_cycle, attention_layers, attention_heads, attention_window,
-                  note_frames, release_frames) -> dict:
-    return dict(channels=channels, n_layers=n_layers, kernel_size=kernel_size, dilation_cycle=dilation_cycle,
-                attention_layers=attention_layers, attention_heads=attention_heads, attention_window=attention_window,
-                note_frames=note_frames, release_frames=release_frames)
-
-
 class Notes2MelRegressionTask(_Notes2MelTask):
     """Regression notes-to-mel (:class:`Notes2Mel`): weighted ``l1`` + ``l2`` on the log-mel.
 
     Args:
         vocoder_mel: the vocoder's mel settings other than rate and hop (which come from the data), as
             ``data.mel``: ``{n_fft, win_length, n_mels, f_min, f_max, log_floor}``; default ``MelSettings()``.
-        channels, n_layers, kernel_size, dilation_cycle, attention_*: :class:`Notes2MelConfig`.
-        note_frames, release_frames: the additive note prior (:class:`waveforge.models.notes2mel.NotePrior`;
-            ``note_frames=0``: none): each note's template length and its damper's reach, in frames;
-            ``prior_lr``: its learning rate (default ``lr``).
+        architecture: the network, ``{preset: small, <Notes2MelConfig field>: value, ...}``
+            (:func:`~waveforge.models.config.build_config`; default preset ``small``). ``n_mels`` and
+            ``log_floor`` come from ``vocoder_mel``.
+        prior_lr: the note prior's learning rate (default ``lr``): each key's template learns only when
+            that key plays (the prior itself is ``architecture``'s ``note_frames`` / ``release_frames``).
         loss_weights: ``{"l1": w, "l2": w}``.
         lr, betas, weight_decay: AdamW; ``lr_decay``: factor per 1,000 steps.
     """
@@ -139,15 +135,7 @@ class Notes2MelRegressionTask(_Notes2MelTask):
         sample_rate: int = 22050,
         feature: dict | None = None,
         vocoder_mel: dict | None = None,
-        channels: int = 128,
-        n_layers: int = 12,
-        kernel_size: int = 3,
-        dilation_cycle: int = 6,
-        attention_layers: int = 0,
-        attention_heads: int = 4,
-        attention_window: int = 32,
-        note_frames: int = 0,
-        release_frames: int = 24,
+        architecture: dict[str, Any] | None = None,
         prior_lr: float | None = None,
         loss_weights: dict[str, float] | None = None,
         lr: float = 1e-3,
@@ -155,9 +143,7 @@ class Notes2MelRegressionTask(_Notes2MelTask):
         weight_decay: float = 0.0,
         lr_decay: float = 1.0,
     ):
-        arch = _architecture(channels, n_layers, kernel_size, dilation_cycle, attention_layers, attention_heads, attention_window,
-                             note_frames, release_frames)
-        super().__init__(sample_rate, feature, vocoder_mel, arch, lr, betas, weight_decay, lr_decay)
+        super().__init__(sample_rate, feature, vocoder_mel, architecture, lr, betas, weight_decay, lr_decay)
         self.save_hyperparameters()
         self.loss_weights = {"l1": 1.0, "l2": 0.0, **(loss_weights or {})}
         unknown = set(self.loss_weights) - {"l1", "l2"}
@@ -197,11 +183,11 @@ class Notes2MelDiffusionTask(_Notes2MelTask):
 
     Args (beyond the regression task's architecture and optimiser ones):
         prediction, sigma_data: the preconditioning (:class:`waveforge.diffusion.Denoiser`); the
-            state is the log-mel normalised by ``mel_offset`` / ``mel_scale``.
+            state is the log-mel normalised by the architecture's ``mel_offset`` / ``mel_scale``.
         training_sigmas: ``"vp_cosine"`` (uniform t) or ``"log_normal"`` (EDM: ``p_mean``, ``p_std``).
         cond_drop_prob: probability of training on the null condition (0 disables guidance).
-        note_frames, release_frames, prior_lr: the note prior, as for regression; ``prior_weight`` weighs its
-            own L1 on the log-mel, added to the diffusion loss.
+        prior_lr: as for regression; ``prior_weight`` weighs the note prior's own L1 on the log-mel,
+            added to the diffusion loss.
         sampler, sample_steps, schedule, guidance: default sampling, stored in the exported model.
         ema_decay: exported weights are the EMA.
         sample_every: validations between sampled ``val/log_mel_l1`` figures.
@@ -214,19 +200,9 @@ class Notes2MelDiffusionTask(_Notes2MelTask):
         sample_rate: int = 22050,
         feature: dict | None = None,
         vocoder_mel: dict | None = None,
-        channels: int = 128,
-        n_layers: int = 12,
-        kernel_size: int = 3,
-        dilation_cycle: int = 6,
-        attention_layers: int = 0,
-        attention_heads: int = 4,
-        attention_window: int = 32,
-        note_frames: int = 0,
-        release_frames: int = 24,
+        architecture: dict[str, Any] | None = None,
         prior_lr: float | None = None,
         prior_weight: float = 1.0,
-        mel_offset: float = -5.0,
-        mel_scale: float = 3.0,
         prediction: Literal["eps", "x0", "v", "edm"] = "v",
         sigma_data: float = 1.0,
         training_sigmas: Literal["vp_cosine", "log_normal"] = "vp_cosine",
@@ -244,10 +220,7 @@ class Notes2MelDiffusionTask(_Notes2MelTask):
         ema_decay: float = 0.999,
         sample_every: int = 1,
     ):
-        arch = _architecture(channels, n_layers, kernel_size, dilation_cycle, attention_layers, attention_heads, attention_window,
-                             note_frames, release_frames)
-        arch.update(mel_offset=mel_offset, mel_scale=mel_scale)
-        super().__init__(sample_rate, feature, vocoder_mel, arch, lr, betas, weight_decay, lr_decay)
+        super().__init__(sample_rate, feature, vocoder_mel, architecture, lr, betas, weight_decay, lr_decay)
         self.save_hyperparameters()
         if not 0.0 <= cond_drop_prob < 1.0:
             raise ValueError(f"cond_drop_prob must lie in [0, 1), got {cond_drop_prob}")

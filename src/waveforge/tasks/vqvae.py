@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal
+from dataclasses import replace
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -39,13 +40,27 @@ import torch.nn.functional as F
 from waveforge.audio.mulaw import mu_law_encode
 from waveforge.inference.modelfile import ModelFile, read_model_file
 from waveforge.losses.stft import MultiResolutionSTFTLoss
+from waveforge.models.config import ConfigError, build_config
 from waveforge.models.prior import PriorConfig
-from waveforge.models.vqvae import VQVAEConfig, VQVAEHierarchy, VQVAELevelConfig, codebook_perplexity
+from waveforge.models.vqvae import VQVAEConfig, VQVAEHierarchy, codebook_perplexity
 from waveforge.models.vqvae_stages import StageSource, merge_stages
 from waveforge.tasks.base import WaveformTask
 
 DEFAULT_LOSS_WEIGHTS = {"l1": 1.0, "l2": 0.0, "mr_stft": 1.0, "commitment": 1.0, "nll": 1.0}
 STAGES = ("autoencoder", "prior")
+
+
+def build_vqvae_config(architecture: dict | None, top_prior: dict | None = None, upsampler: dict | None = None) -> VQVAEConfig:
+    """The hierarchy of a :class:`VQVAETask`'s ``architecture``, ``top_prior`` and ``upsampler`` mappings
+    (:func:`~waveforge.models.config.build_config`): a prior mapping without ``preset`` changes the
+    hierarchy preset's own prior."""
+    for key in ("top_prior", "upsampler"):
+        if key in (architecture or {}):
+            raise ConfigError(f"architecture: {key} is a task argument of its own ({key}: {{preset: small, ...}}), not an architecture field")
+    config = build_config(VQVAEConfig, architecture, "paper")
+    priors = {key: build_config(PriorConfig, mapping, "paper", name=key, base=getattr(config, key))
+              for key, mapping in (("top_prior", top_prior), ("upsampler", upsampler))}
+    return replace(config, **priors)
 
 
 class VQVAETask(WaveformTask):
@@ -57,15 +72,17 @@ class VQVAETask(WaveformTask):
             the last file that trained it). Architectures must equal this one's; a level's training-only
             quantiser settings (beta, EMA, restart threshold) must equal this one's where that file
             trained the level, except for the level this stage retrains.
-        hops: samples per code of each level, finest first (Jukebox: 8, 32, 128).
-        stride, codebook_size, code_dim, width, depth, dilation_growth: every level's autoencoder.
-        beta, ema_decay, ema_epsilon: the quantisers (commitment weight, EMA).
-        restart_threshold: EMA usage per batch below which a code is restarted; one value, or one per
-            level. It counts vectors per batch, so a level with fewer vectors per code per batch
-            (a coarser hop) needs a lower one to avoid restarting live codes.
-        decoder: ``"feedforward"`` or ``"wavenet"`` (hierarchical WaveNet; ``wavenet`` = WaveNetConfig overrides).
-        condition_on_above: every decoder below the top also takes the codes of the level above.
-        top_prior, upsampler: :class:`PriorConfig` overrides (width, layers, heads, context, dropout...).
+        architecture: the hierarchy, ``{preset: paper, levels: [...], condition_on_above: ...}``
+            (:func:`~waveforge.models.config.build_config` on :class:`VQVAEConfig`; default preset
+            ``paper``, Jukebox's sizes). ``levels`` lists every level's :class:`VQVAELevelConfig`
+            fields, finest first (``hop_length``, ``codebook_size``, ``code_dim``, ``width``, ``depth``,
+            the quantiser's ``beta``, ``ema_decay``, ``restart_threshold``, and ``decoder: wavenet`` with
+            ``wavenet: {preset: tiny, ...}`` for a hierarchical WaveNet); it replaces the preset's levels.
+            ``restart_threshold`` counts vectors per batch, so a level with fewer vectors per code per
+            batch (a coarser hop) needs a lower one to avoid restarting live codes.
+        top_prior, upsampler: the priors, ``{preset: small, <PriorConfig field>: value, ...}``; without
+            ``preset`` the fields change the architecture preset's own top prior / upsampler. Their
+            codebooks and conditioning come from the levels.
         loss_weights: ``l1``, ``l2``, ``mr_stft``, ``commitment``, ``nll`` (WaveNet decoder).
         lr, betas, weight_decay, warmup_steps: AdamW with linear warm-up.
     """
@@ -79,22 +96,9 @@ class VQVAETask(WaveformTask):
         stage: Literal["autoencoder", "prior"] = "autoencoder",
         level: int = 0,
         init_from: str | list[str] | None = None,
-        hops: list[int] = [8, 32, 128],
-        stride: int = 2,
-        codebook_size: int = 2048,
-        code_dim: int = 64,
-        width: int = 32,
-        depth: int = 4,
-        dilation_growth: int = 3,
-        beta: float = 0.02,
-        ema_decay: float = 0.99,
-        ema_epsilon: float = 1e-5,
-        restart_threshold: float | list[float] = 1.0,
-        decoder: Literal["feedforward", "wavenet"] = "feedforward",
-        wavenet: dict | None = None,
-        condition_on_above: bool = False,
-        top_prior: dict | None = None,
-        upsampler: dict | None = None,
+        architecture: dict[str, Any] | None = None,
+        top_prior: dict[str, Any] | None = None,
+        upsampler: dict[str, Any] | None = None,
         loss_weights: dict[str, float] | None = None,
         lr: float = 3e-4,
         betas: tuple[float, float] = (0.9, 0.99),
@@ -111,19 +115,8 @@ class VQVAETask(WaveformTask):
         if unknown:
             raise ValueError(f"unknown loss term(s) {sorted(unknown)}; known: {sorted(DEFAULT_LOSS_WEIGHTS)}")
         self.loss_weights = {**DEFAULT_LOSS_WEIGHTS, **(loss_weights or {})}
-        thresholds = list(restart_threshold) if isinstance(restart_threshold, (list, tuple)) else [restart_threshold] * len(hops)
-        if len(thresholds) != len(hops):
-            raise ValueError(f"restart_threshold needs one value per level ({len(hops)}), got {len(thresholds)}")
-        levels = [
-            VQVAELevelConfig(
-                hop_length=h, stride=stride, codebook_size=codebook_size, code_dim=code_dim, width=width, depth=depth,
-                dilation_growth=dilation_growth, beta=beta, ema_decay=ema_decay, ema_epsilon=ema_epsilon,
-                restart_threshold=threshold, decoder=decoder, wavenet=wavenet,
-            )
-            for h, threshold in zip(hops, thresholds)
-        ]
-        config = VQVAEConfig(levels=levels, top_prior=PriorConfig(**(top_prior or {})), upsampler=PriorConfig(**(upsampler or {})),
-                             condition_on_above=condition_on_above)
+        config = build_vqvae_config(architecture, top_prior, upsampler)
+        levels = config.levels
         if not 0 <= level < len(levels):
             raise ValueError(f"level must be in [0, {len(levels) - 1}], got {level}")
         self.stage, self.level = stage, level
