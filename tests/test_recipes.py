@@ -109,3 +109,13 @@ def test_the_benchs_cpu_generator_is_the_cpu_recipes():
 
     recipe = yaml.safe_load((REPO / "recipes" / "melgan" / "cpu.yaml").read_text())
     assert recipe["model"]["init_args"]["architecture"] == CPU_SINES_ARCHITECTURE
+
+
+def test_the_benchs_notes_to_mel_prior_is_the_cpu_recipes():
+    import yaml
+
+    from waveforge.benchmarks.notes2mel import NOTE_PRIOR
+
+    for name in ("cpu", "cpu-diffusion"):
+        architecture = yaml.safe_load((REPO / "recipes" / "notes2mel" / f"{name}.yaml").read_text())["model"]["init_args"]["architecture"]
+        assert architecture["preset"] == "small" and {k: architecture[k] for k in NOTE_PRIOR} == NOTE_PRIOR

@@ -28,6 +28,8 @@ from waveforge.models.notes2mel import Notes2Mel, Notes2MelConfig, Notes2MelDeno
 
 MEL = MelConfig()
 ROLL = PianoRollConfig()
+#: the cpu recipes' note prior (recipes/notes2mel/cpu.yaml, cpu-diffusion.yaml)
+NOTE_PRIOR = dict(note_frames=128, release_frames=24)
 
 
 def _vocoder() -> Synthesizer:
@@ -39,7 +41,7 @@ def _vocoder() -> Synthesizer:
 
 def _notes(objective: str) -> NotesToMelSynthesizer:
     torch.manual_seed(0)
-    config = Notes2MelConfig.small()
+    config = Notes2MelConfig.small(**NOTE_PRIOR)
     if objective == "regression":
         stage = Notes2MelStage("regression", Notes2Mel(config).eval(), MEL)
     else:
@@ -62,6 +64,6 @@ def bench_notes2mel(ctx: BenchContext) -> Iterator[dict]:
         with torch.inference_mode():
             mel_wall = time_median(lambda: notes.mel_from_roll(roll, options), repeats=ctx.repeats, warmup=1)
             render_wall = time_median(lambda: notes.synthesize(roll, options, vocoder=vocoder), repeats=ctx.repeats, warmup=1)
-        common = {"audio_seconds": round(audio_seconds, 2), "notes_model": "Notes2MelConfig.small()"}
+        common = {"audio_seconds": round(audio_seconds, 2), "notes_model": "Notes2MelConfig.small(note_frames=128)"}
         yield {"name": f"{name}/mel", "x_realtime": round(audio_seconds / mel_wall, 2), **common}
         yield {"name": f"{name}/render", "x_realtime": round(audio_seconds / render_wall, 2), "vocoder": "melgan cpu recipe (sines head)", **common}
