@@ -77,6 +77,27 @@ def _known_midi() -> pretty_midi.PrettyMIDI:
     return midi
 
 
+def test_the_transcribers_pedal_events_are_not_notes():
+    """transkun reports the sustain and soft pedals as events of pitch -64 and -67 beside the notes."""
+    from types import SimpleNamespace
+
+    from waveforge.notes import Transcriber
+
+    class FakeTransKun:
+        def transcribe(self, stereo, discardSecondHalf):
+            assert stereo.shape[1] == 2
+            return [SimpleNamespace(start=0.1, end=0.5, pitch=60, velocity=70),
+                    SimpleNamespace(start=0.0, end=2.0, pitch=-64, velocity=127),
+                    SimpleNamespace(start=0.3, end=0.9, pitch=-67, velocity=127),
+                    SimpleNamespace(start=0.6, end=0.8, pitch=21, velocity=40)]
+
+    transcriber = object.__new__(Transcriber)
+    transcriber.model, transcriber.device, transcriber.sample_rate = FakeTransKun(), torch.device("cpu"), 16000
+    notes = transcriber.transcribe(np.zeros(16000, dtype=np.float32), 16000)
+    assert notes.pitches.tolist() == [60, 21]
+    assert notes.intervals.tolist() == [[0.1, 0.5], [0.6, 0.8]]
+
+
 @pytest.fixture(scope="module")
 def transcriber():
     if not notes_available():

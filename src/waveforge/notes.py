@@ -157,7 +157,9 @@ class Transcriber:
         with warnings.catch_warnings(), torch.inference_mode():
             warnings.simplefilter("ignore")
             notes = self.model.transcribe(stereo, discardSecondHalf=False)
-        return NoteList.from_tuples([(float(n.start), float(n.end), int(n.pitch), int(n.velocity)) for n in notes])
+        # transkun also reports pedals as events whose pitch is minus the controller number (-64
+        # sustain, -67 soft): they are not notes, and counting them would score each as a wrong note
+        return NoteList.from_tuples([(float(n.start), float(n.end), int(n.pitch), int(n.velocity)) for n in notes if int(n.pitch) >= 0])
 
 
 def transcribe_file(path: str | os.PathLike, transcriber: Transcriber | None = None, seconds: float | None = None) -> NoteList:
