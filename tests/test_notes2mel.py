@@ -437,6 +437,21 @@ def test_compose_refuses_what_it_cannot_compose(files):
         compose_model_file(compose_model_file(notes_file, vocoder_file), vocoder_file)
 
 
+def test_the_mel_stage_stays_within_what_audio_can_have():
+    """Guidance extrapolates past any mel of real audio; the stage bounds it, so the vocoder never refuses it."""
+    from waveforge.audio.mel import log_mel_ceiling
+
+    stage = _regression_stage()
+    with torch.no_grad():
+        stage.model.output.bias.add_(100.0)  # far above full scale
+        mel = stage.mel(_roll(20), SynthesisOptions())
+    assert float(mel.max()) == pytest.approx(log_mel_ceiling(MEL))
+    diffusion = _diffusion_stage()
+    with torch.no_grad():
+        loud = diffusion.mel(_roll(20), SynthesisOptions(seed=0, guidance=40.0))
+    assert float(loud.max()) <= log_mel_ceiling(MEL) + 1e-6 and float(loud.min()) >= math.log(MEL.log_floor) - 1e-6
+
+
 def test_band_variance_measures_detail_over_time():
     steady = torch.full((1, 4, 50), -3.0)
     moving = steady + torch.linspace(-1, 1, 50)

@@ -8,6 +8,8 @@ therefore lines up with its input frame by frame.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import asdict, dataclass
 
 import torch
@@ -50,6 +52,12 @@ def analysis_mel_config(sample_rate: int) -> MelConfig:
     """The mel that metrics, losses and pictures compare audio with, whatever a model's own feature is:
     the default bands up to 8 kHz, or up to Nyquist below 16 kHz."""
     return MelConfig(sample_rate=sample_rate, f_max=min(8000.0, sample_rate / 2))
+
+
+def log_mel_ceiling(config: MelConfig) -> float:
+    """A bound on the natural-log mel of audio within [-1, 1]: ``log(win_length x bins)``, a loose one
+    (a full-scale sine's peak STFT bin is ``win_length / 4``, and a filter sums fewer bins than all)."""
+    return math.log(config.win_length * (config.n_fft // 2 + 1))
 
 
 def mel_filterbank(config: MelConfig) -> torch.Tensor:

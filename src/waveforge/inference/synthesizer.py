@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from waveforge.audio.io import load_audio
-from waveforge.audio.mel import MelConfig, MelSpectrogram
+from waveforge.audio.mel import MelConfig, MelSpectrogram, log_mel_ceiling
 from waveforge.errors import BadInputError
 from waveforge.features import FeatureConfig
 from waveforge.inference.families import FamilyAdapter, SynthesisOptions, get_adapter
@@ -124,7 +124,7 @@ class Synthesizer:
             raise BadInputError(where, "mel holds NaN or infinite values")
         # a natural-log mel of audio within [-1, 1] cannot exceed log(window sum x bins); far above it the
         # model saturates into full-scale output
-        ceiling = math.log(self.feature.win_length * (self.feature.n_fft // 2 + 1)) + 1.0
+        ceiling = log_mel_ceiling(self.feature) + 1.0
         peak = float(mel.max())
         if peak > ceiling:
             raise BadInputError(where, f"mel values reach {peak:.3g}; a log-mel of audio within [-1, 1] stays below {ceiling:.1f} (NaN or infinite output otherwise)")

@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from waveforge.audio.mel import MelConfig
+from waveforge.audio.mel import MelConfig, log_mel_ceiling
 from waveforge.diffusion import CFGDenoiser, Denoiser, SamplingConfig, get_sampler, get_sigmas
 from waveforge.errors import BadInputError
 from waveforge.inference.families import FamilyAdapter, SynthesisOptions
@@ -111,7 +111,7 @@ class Notes2MelStage(nn.Module):
     def mel(self, roll: Tensor, options: SynthesisOptions, first_frame: int = 0, seed: int = 0) -> Tensor:
         """``roll: (B, 264, F)`` -> ``(B, n_mels, F)``; ``first_frame`` / ``seed`` key the diffusion noise."""
         if self.objective == "regression":
-            return self.model(roll)
+            return self.bounded(self.model(roll))
         sampling = self.sampling_for(options)
         sigmas = get_sigmas(sampling.schedule, sampling.steps, **sampling.schedule_kwargs).to(roll)
         noise = frame_noise(roll.shape[0], self.model.config.n_mels, first_frame, first_frame + roll.shape[-1], seed, roll.device, roll.dtype)
@@ -123,8 +123,12 @@ class Notes2MelStage(nn.Module):
             cond = self.denoiser.prepare(roll)
         kwargs = {"eta": sampling.eta} if sampling.sampler == "ddim" else {}
         x = get_sampler(sampling.sampler)(denoiser, noise * sigmas[0], sigmas, cond, **kwargs)  # (B, n_mels, F)
-        # the state is the normalised log-mel; nothing quieter than the floor exists
-        return self.model.denormalise(x).clamp_min(self.model.config.floor)
+        return self.bounded(self.model.denormalise(x))
+
+    def bounded(self, mel: Tensor) -> Tensor:
+        """The log-mel within what audio can have: nothing quieter than the floor, nothing louder than full
+        scale (guidance extrapolates, and a vocoder refuses a mel beyond full scale)."""
+        return mel.clamp(self.model.config.floor, log_mel_ceiling(self.mel_config))
 
     def mel_chunked(self, roll: Tensor, options: SynthesisOptions, chunk_frames: int | None = None, seed: int | None = None) -> Tensor:
         """``(B, 264, F) -> (B, n_mels, F)`` in chunks with context at the seams (memory bounded by the chunk)."""
