@@ -109,22 +109,26 @@ def test_shapes_and_frame_alignment_with_the_vocoders_mel():
     assert diffusion.shape == (2, MEL.n_mels, 37)
 
 
+def _change_per_frame(model, kind: str, roll: torch.Tensor, t0: int, channels: slice) -> torch.Tensor:
+    """``(F,)``: how much each output frame moves when ``roll[:, channels, t0]`` is flipped."""
+    changed = roll.clone()
+    changed[:, channels, t0] = 1.0 - changed[:, channels, t0]
+    if kind == "regression":
+        run = model
+    else:
+        x, c_noise = torch.randn(1, MEL.n_mels, roll.shape[-1], generator=torch.Generator().manual_seed(5)), torch.tensor([0.3])
+        run = lambda r: model(x, c_noise, model.prepare(r))  # noqa: E731
+    with torch.no_grad():
+        return (run(changed) - run(roll)).abs().amax(dim=1)[0]
+
+
 @pytest.mark.parametrize("kind", ["regression", "denoiser"])
 def test_non_causal_within_the_receptive_field_and_not_beyond(kind):
     config = Notes2MelConfig.tiny(n_mels=MEL.n_mels)
     model = _randomise(Notes2Mel(config) if kind == "regression" else Notes2MelDenoiser(config)).eval()
     rf = model.receptive_field_frames
     n, t0 = 4 * rf + 8, 2 * rf + 4
-    roll = _roll(n)
-    changed = roll.clone()
-    changed[:, :, t0] = 1.0 - changed[:, :, t0]
-    if kind == "regression":
-        run = model
-    else:
-        x, c_noise = torch.randn(1, MEL.n_mels, n, generator=torch.Generator().manual_seed(5)), torch.tensor([0.3])
-        run = lambda r: model(x, c_noise, model.prepare(r))  # noqa: E731
-    with torch.no_grad():
-        diff = (run(changed) - run(roll)).abs().amax(dim=1)[0]  # (F,)
+    diff = _change_per_frame(model, kind, _roll(n), t0, slice(None))
     assert diff[t0 - rf] > 1e-6 and diff[t0 - 1] > 1e-6  # earlier frames hear a later change: non-causal...
     assert diff[t0 + rf] > 1e-6
     assert float(diff[: t0 - rf].abs().max()) == 0.0  # ...as far as the receptive field, exactly, and no further
@@ -246,15 +250,7 @@ def test_with_the_note_prior_the_reach_is_the_prior_then_the_trunk(kind):
     n, t0 = 4 * rf + 8, 2 * rf + 4
     roll = _roll(n)
     roll[:, 88:176] = 1.0  # every key held: a template sounds its whole length
-    changed = roll.clone()
-    changed[:, :88, t0] = 1.0 - changed[:, :88, t0]
-    if kind == "regression":
-        run = model
-    else:
-        x, c_noise = torch.randn(1, MEL.n_mels, n, generator=torch.Generator().manual_seed(5)), torch.tensor([0.3])
-        run = lambda r: model(x, c_noise, model.prepare(r))  # noqa: E731
-    with torch.no_grad():
-        diff = (run(changed) - run(roll)).abs().amax(dim=1)[0]  # (F,)
+    diff = _change_per_frame(model, kind, roll, t0, slice(0, 88))  # the onsets at t0 flipped
     assert diff[t0 - 1] > 1e-6 and float(diff[: t0 - trunk].max()) == 0.0  # before: non-causal, the trunk's reach only
     assert diff[t0 + config.note_frames - 1] > 1e-6  # after: as far as the template (beyond the trunk's own reach)...
     assert config.note_frames - 1 > trunk
