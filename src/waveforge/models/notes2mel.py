@@ -201,6 +201,14 @@ class NotePrior(nn.Module):
         return 0.5 * torch.log(power.clamp(min=self.log_floor**2))  # (B, n_mels, F)
 
 
+def note_prior_layers(config: "Notes2MelConfig", band_hz: Tensor | None) -> tuple[NotePrior | None, nn.Conv1d | None]:
+    """The note prior and the width-3 conv that embeds its log-mel for the trunk; ``(None, None)`` without one."""
+    if not config.note_frames:
+        return None, None
+    prior = NotePrior(config.n_mels, config.note_frames, config.release_frames, config.log_floor, band_hz)
+    return prior, nn.Conv1d(config.n_mels, config.channels, 3, padding=1)
+
+
 class FrameNorm(nn.Module):
     """LayerNorm over channels at each frame: ``(B, C, F) -> (B, C, F)``, local in time."""
 
@@ -291,8 +299,7 @@ class Notes2Mel(nn.Module):
         super().__init__()
         self.config = config
         self.input = nn.Conv1d(config.roll_channels, config.channels, 3, padding=1)
-        self.prior = NotePrior(config.n_mels, config.note_frames, config.release_frames, config.log_floor, band_hz) if config.note_frames else None
-        self.prior_input = nn.Conv1d(config.n_mels, config.channels, 3, padding=1) if config.note_frames else None
+        self.prior, self.prior_input = note_prior_layers(config, band_hz)
         self.trunk = Notes2MelTrunk(config, noise_channels=None)
         self.output = nn.Conv1d(config.channels, config.n_mels, 1)
         nn.init.zeros_(self.output.weight)  # silence (or the prior alone) until training raises the frames where notes sound
@@ -327,8 +334,7 @@ class Notes2MelDenoiser(nn.Module):
         self.config = config
         self.roll_input = nn.Conv1d(config.roll_channels, config.channels, 3, padding=1)
         # with the note prior, the condition also carries the prior's log-mel (normalised like the state)
-        self.prior = NotePrior(config.n_mels, config.note_frames, config.release_frames, config.log_floor, band_hz) if config.note_frames else None
-        self.prior_input = nn.Conv1d(config.n_mels, config.channels, 3, padding=1) if config.note_frames else None
+        self.prior, self.prior_input = note_prior_layers(config, band_hz)
         self.null_condition = nn.Parameter(torch.zeros(config.channels, 1))  # the "no notes given" embedding for CFG
         self.mel_input = nn.Conv1d(config.n_mels, config.channels, 3, padding=1)
         e = config.noise_channels
