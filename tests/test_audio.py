@@ -138,3 +138,14 @@ def test_text_file_named_wav_is_rejected(tmp_path):
     path.write_text("this is not audio\n")
     with pytest.raises(BadInputError, match=r"notes\.wav: not a readable audio file"):
         load_audio(path)
+
+
+def test_mel_band_centres_are_where_the_filters_peak():
+    from waveforge.audio.mel import MelConfig, mel_band_hz, mel_filterbank
+
+    config = MelConfig()
+    centres = mel_band_hz(config.n_mels, config.f_min, config.f_max)
+    bin_hz = config.sample_rate / config.n_fft
+    peaks = mel_filterbank(config).argmax(dim=1).float() * bin_hz  # (n_mels,) each filter's loudest bin
+    assert centres.shape == (config.n_mels,) and bool((centres[1:] > centres[:-1]).all())
+    assert float((peaks - centres).abs().max()) <= bin_hz  # within one STFT bin of the triangle's apex

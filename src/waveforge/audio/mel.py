@@ -60,6 +60,13 @@ def log_mel_ceiling(config: MelConfig) -> float:
     return math.log(config.win_length * (config.n_fft // 2 + 1))
 
 
+def mel_band_hz(n_mels: int, f_min: float, f_max: float) -> torch.Tensor:
+    """``(n_mels,)`` centre frequencies in Hz of :func:`mel_filterbank`'s Slaney bands (``librosa.mel_frequencies``)."""
+    import librosa
+
+    return torch.as_tensor(librosa.mel_frequencies(n_mels + 2, fmin=f_min, fmax=f_max)[1:-1], dtype=torch.float32)
+
+
 def mel_filterbank(config: MelConfig) -> torch.Tensor:
     """Slaney-style mel filterbank, ``(n_mels, n_fft // 2 + 1)``; equals ``librosa.filters.mel``."""
     fb = AF.melscale_fbanks(

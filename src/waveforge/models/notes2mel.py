@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from waveforge.audio.mel import mel_band_hz
 from waveforge.midi.roll import N_KEYS
 from waveforge.models.config import ModelConfig
 
@@ -116,13 +117,6 @@ class Notes2MelConfig(ModelConfig):
 
 
 
-def _slaney_mel_hz(n_mels: int, f_min: float, f_max: float) -> Tensor:
-    """Centre frequencies of a Slaney mel filterbank's bands (librosa's ``mel_frequencies``)."""
-    import librosa
-
-    return torch.as_tensor(librosa.mel_frequencies(n_mels + 2, fmin=f_min, fmax=f_max)[1:-1], dtype=torch.float32)
-
-
 def harmonic_templates(band_hz: Tensor, n_frames: int) -> Tensor:
     """A starting guess for the note templates, ``(88, n_mels, n_frames)`` natural-log magnitude.
 
@@ -163,7 +157,7 @@ class NotePrior(nn.Module):
     def __init__(self, n_mels: int, note_frames: int, release_frames: int, log_floor: float, band_hz: Tensor | None = None):
         super().__init__()
         if band_hz is None:  # the vocoders' usual mel (f_max 8 kHz): only the starting guess depends on it
-            band_hz = _slaney_mel_hz(n_mels, 0.0, 8000.0)
+            band_hz = mel_band_hz(n_mels, 0.0, 8000.0)
         self.note_frames, self.release_frames, self.log_floor = note_frames, release_frames, log_floor
         self.template = nn.Parameter(harmonic_templates(band_hz, note_frames))  # (88, n_mels, K) log magnitude
         self.loud_gain = nn.Parameter(torch.full((N_KEYS, n_mels), 1.5))  # (88, n_mels) log ratio, loud / quiet

@@ -24,7 +24,7 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from waveforge.audio.griffinlim import griffin_lim
-from waveforge.audio.mel import MelConfig, MelSpectrogram
+from waveforge.audio.mel import MelConfig, MelSpectrogram, mel_band_hz
 from waveforge.data.module import MelSettings
 from waveforge.diffusion import Denoiser, SamplingConfig, rand_log_normal, rand_vp_cosine
 from waveforge.inference.families import SynthesisOptions
@@ -53,10 +53,8 @@ class _Notes2MelTask(WaveformTask):
 
     def band_hz(self) -> torch.Tensor:
         """The mel bands' centre frequencies (the note prior's starting guess)."""
-        from waveforge.models.notes2mel import _slaney_mel_hz
-
         m = self.mel_config
-        return _slaney_mel_hz(m.n_mels, m.f_min, m.f_max if m.f_max is not None else m.sample_rate / 2)
+        return mel_band_hz(m.n_mels, m.f_min, m.f_max if m.f_max is not None else m.sample_rate / 2)
 
     def target(self, batch: dict) -> torch.Tensor:
         """``(B, n_mels, F)``: the batch's log-mel, or the crop's analysed here."""
