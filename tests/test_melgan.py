@@ -397,6 +397,25 @@ def test_hann_transform_is_the_window_spectrum():
     assert abs(float(hann_transform(torch.zeros(1, dtype=torch.float64), n).abs()) - 1) < 1e-12
 
 
+def test_hann_lobe_is_the_hann_transform_at_each_tap():
+    """The sines head's shared-factor form equals the kernel-by-kernel transform, near whole bins too."""
+    from waveforge.audio.stft import hann_lobe, hann_transform
+
+    n, taps = 1024, 3
+    g = torch.Generator().manual_seed(0)
+    u = torch.cat([torch.rand(4000, generator=g, dtype=torch.float64) * 1.998 - 0.999,
+                   torch.tensor([0.0, 1e-6, -1e-6, 2e-4, 0.99999, -0.99999, 0.5], dtype=torch.float64)])
+    by_kernel = torch.stack([hann_transform(m - u, n) for m in range(-taps, taps + 1)])
+    factor, weights = hann_lobe(u, n, taps)
+    assert float((factor * weights - by_kernel).abs().max()) < 1e-12
+    factor32, weights32 = hann_lobe(u.float(), n, taps)
+    assert float((factor32 * weights32 - by_kernel.to(torch.complex64)).abs().max()) < 2e-6  # float32: no worse than rounding
+    u_grad = torch.tensor([0.0, 1e-6, 0.3], dtype=torch.float64, requires_grad=True)
+    factor, weights = hann_lobe(u_grad, n, taps)
+    (factor * weights).abs().sum().backward()
+    assert bool(torch.isfinite(u_grad.grad).all())  # the whole-bin branch leaves the gradient finite
+
+
 @pytest.mark.parametrize("head", ["stft", "sines"])
 def test_spectral_heads_receptive_field_bound_holds(head):
     torch.manual_seed(0)

@@ -13,7 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["hann_transform", "hop_aligned_istft", "hop_aligned_pad", "hop_aligned_stft", "stft_magnitude"]
+__all__ = ["hann_lobe", "hann_transform", "hop_aligned_istft", "hop_aligned_pad", "hop_aligned_stft", "stft_magnitude"]
 
 
 def hop_aligned_pad(audio: torch.Tensor, n_fft: int, hop_length: int) -> torch.Tensor:
@@ -88,3 +88,31 @@ def hann_transform(x: torch.Tensor, n: int) -> torch.Tensor:
     (r0, i0), (r1, i1), (r2, i2) = dirichlet(x), dirichlet(x - 1), dirichlet(x + 1)
     scale = 0.5 * n  # the centre value, so a unit-magnitude oscillator has a unit peak bin
     return torch.complex((0.5 * r0 - 0.25 * (r1 + r2)) / scale, (0.5 * i0 - 0.25 * (i1 + i2)) / scale)
+
+
+def hann_lobe(u: torch.Tensor, n: int, taps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`hann_transform` at the ``2 taps + 1`` bins ``m - u`` (``m = -taps .. taps``), for fractional
+    offsets ``u`` in (-1, 1), as one complex factor times real weights:
+    ``factor * weights[m + taps] == hann_transform(m - u, n)``; ``u (...)`` -> ``(...)``, ``(2 taps + 1, ...)``.
+
+    At ``y = j - u`` for whole ``j`` every Dirichlet kernel shares ``sin(pi y) = -(-1)^j sin(pi u)`` and
+    ``exp(-i pi y) = (-1)^j exp(i pi u)``, so ``D(y) = -sin(pi u) exp(i pi u) (cot(pi y / n) + i)``; in
+    the Hann combination ``0.5 D(y) - 0.25 (D(y - 1) + D(y + 1))`` the ``i`` terms cancel. That leaves
+    three real functions per whole ``j`` (``2 taps + 3`` of them) and one complex factor, where the
+    kernels one by one take four per kernel, three kernels per bin.
+    """
+    j = torch.arange(-taps - 1, taps + 2, dtype=u.dtype, device=u.device).view(-1, *([1] * u.dim()))  # (2 taps + 3, 1...)
+    y = j - u  # every kernel's argument
+    small = y.abs() < 1e-4  # there sin(pi u) cot(pi y / n) -> -(-1)^j n; both branches finite for the gradient
+    limit = -n * (1.0 - 2.0 * torch.remainder(j, 2.0))  # -(-1)^j n
+    safe = torch.where(small, torch.ones_like(y), torch.sin(math.pi * y / n))
+    # sin(pi u) as -(-1)^j sin(pi y): for j = -1, 0, 1 from their own y, exact where y is small (which
+    # float32's sin(pi u) near u = +-1 is not); further out y never is small, and sin(pi y) is +-sin(pi (y - j))
+    near = torch.sin(math.pi * y[taps : taps + 3])  # j = -1, 0, 1
+    centre = near[1]  # sin(pi y) at j = 0, i.e. sin(-pi u)
+    sines = torch.cat([centre.expand(taps, *centre.shape), near, centre.expand(taps, *centre.shape)]) * torch.where(
+        (j.abs() >= 2) & (torch.remainder(j, 2.0) == 1), -1.0, 1.0)  # sin(pi (j + y0)) = (-1)^j sin(pi y0)
+    s = torch.where(small, limit.expand_as(y), limit / n * sines * torch.cos(math.pi * y / n) / safe)
+    weights = 0.5 * s[1:-1] - 0.25 * (s[:-2] + s[2:])  # (2 taps + 1, ...)
+    factor = torch.polar(torch.full_like(u, -2.0 / n), math.pi * u)  # -exp(i pi u) / (n / 2)
+    return factor, weights

@@ -10,7 +10,7 @@ with the hop-aligned inverse STFT (:func:`waveforge.audio.stft.hop_aligned_istft
   increment is the bin's centre-frequency advance plus up to two bins' worth either way, and bin
   ``k`` starts at phase ``pi * k``.
 * ``"sines"``: one oscillator per bin, within one bin of its centre; its spectrum (the Hann window's
-  transform, :func:`waveforge.audio.stft.hann_transform`) is written into the STFT
+  transform, :func:`waveforge.audio.stft.hann_lobe`) is written into the STFT
   (:meth:`SpectralHead.sines_spectrum`), so a partial's bins are coherent by construction.
 
 The head holds no parameters (its buffers are not saved), so model files do not depend on it.
@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from waveforge.audio.stft import hann_transform, hop_aligned_istft
+from waveforge.audio.stft import hann_lobe, hop_aligned_istft
 
 __all__ = ["LOG_MAGNITUDE_RANGE", "SINE_TAPS", "SPECTRAL_HEADS", "SpectralHead"]
 
@@ -102,10 +102,13 @@ class SpectralHead(nn.Module):
         per_bin = 2 * math.pi * hop / n_fft
         offset = torch.remainder(increments - self.bin_advance[:, None] + math.pi, 2 * math.pi) - math.pi
         offset = offset / per_bin  # (B, K, L): u, the oscillator's distance from its bin centre, in bins
-        amplitude = torch.polar(torch.exp(log_magnitude), phase)
         n_bins, taps = log_magnitude.shape[1], SINE_TAPS
+        factor, weights = hann_lobe(offset, n_fft, taps)  # the lobe's bins: factor * weights[m + taps], (B, K, L) each
+        amplitude = torch.polar(torch.exp(log_magnitude), phase) * factor  # (B, K, L) complex
         # bins -taps .. n_bins - 1 + taps: each lobe lands whole, also past 0 Hz and Nyquist
-        extended = sum(F.pad(amplitude * hann_transform(m - offset, n_fft), (0, 0, m + taps, taps - m)) for m in range(-taps, taps + 1))
+        extended = amplitude.new_zeros(amplitude.shape[0], n_bins + 2 * taps, amplitude.shape[2])
+        for i in range(2 * taps + 1):  # tap m = i - taps lands on bins k + m, rows k + i of `extended`
+            extended[:, i : i + n_bins] += amplitude * weights[i]
         # A real sinusoid also has a negative-frequency image, the conjugate lobe mirrored about
         # 0 Hz (and, the DFT being periodic, about Nyquist). Bin -j's value is bin j's image; at
         # 0 Hz and Nyquist the lobe meets its own image, so those bins become real. Oscillators
