@@ -178,8 +178,8 @@ class NotePrior(nn.Module):
         k = self.note_frames
         n_mels = self.template.shape[1]
         batch, key, frame = torch.nonzero(onsets > 0.5, as_tuple=True)  # (N,) each
-        # frames-major rows (B * (F + K), n_mels): each note adds whole rows, which index_add_ does in one
-        # vectorised pass (an element-wise scatter over (b, mel, frame) triplets is several times slower)
+        # frames-major rows (B * (F + K), n_mels): each note adds whole rows of n_mels values, so index_add
+        # moves rows rather than accumulating (b, mel, frame) triplets one value at a time
         power = torch.zeros(b * (n + k), n_mels, device=roll.device, dtype=roll.dtype)
         if batch.numel():
             v = velocity[batch, key, frame][:, None, None]  # (N, 1, 1)

@@ -16,7 +16,8 @@ from waveforge.models.prior import PriorConfig
 
 __all__ = ["upgrade_hyperparameters"]
 
-#: task class name -> (the preset the old flat defaults equal, the old flat arguments that were config fields)
+#: task class name -> (the preset the old flat defaults equal, the old flat arguments that were config fields);
+#: the notes-to-mel tasks took the note prior's note_frames / release_frames flat for one commit (900893b)
 FLAT_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "GANVocoderTask": ("paper", ("initial_channels", "upsample_factors", "residual_dilations", "upsampling", "output", "n_fft")),
     "FlowVocoderTask": ("paper", ("upsampled_cond_channels", "n_flows", "n_group", "n_early_every", "n_early_size", "n_layers",
