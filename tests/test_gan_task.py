@@ -142,6 +142,33 @@ def test_sines_head_trains_exports_and_vocodes(tiny_corpus, tmp_path):
     assert audio.shape[-1] == waveforge.audio.audio_info(wav).frames // 256 * 256
 
 
+def test_init_from_starts_a_fine_tune_from_a_trained_generator(tiny_corpus, tmp_path):
+    """``init_from`` reads a checkpoint or a model file into a generator that adds mel projection
+    (no weights of its own), and refuses a generator of another width in one line."""
+    from waveforge.tasks.export import load_task
+    from waveforge.tasks.gan import GANVocoderTask
+
+    arch = {"preset": "paper", "initial_channels": 32, "output": "sines", "upsample_factors": [1], "upsampling": "nearest"}
+    _fit_in_process(tmp_path, tiny_corpus, "--trainer.max_steps", "2", "--model.init_args.architecture", json.dumps(arch))
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    model = tmp_path / "model.safetensors"
+    assert cli_main(["export", str(ckpt), "-o", str(model)]) == 0
+    source = load_task(ckpt).eval()
+    settings = {k: v for k, v in source.hparams.items() if k not in ("architecture", "init_from")}
+    for path in (ckpt, model):
+        task = GANVocoderTask(**settings, architecture={**arch, "mel_projection": 2}, init_from=str(path)).eval()
+        assert task.generator.config.mel["n_mels"] == 80  # filled in from the data's mel
+        task.setup("fit")
+        for name, weight in source.generator.state_dict().items():
+            torch.testing.assert_close(task.generator.state_dict()[name], weight, rtol=0, atol=0)
+    wider = GANVocoderTask(**settings, architecture={**arch, "initial_channels": 64}, init_from=str(model))
+    with pytest.raises(ValueError, match="another architecture"):
+        wider.setup("fit")
+    roll = {**settings, "feature": {"kind": "piano_roll", "hop_length": 256}}
+    with pytest.raises(ValueError, match="mel_projection needs mel conditioning"):
+        GANVocoderTask(**roll, architecture={**arch, "mel_projection": 2})
+
+
 def _run_cli(args, capsys):
     code = cli_main([str(a) for a in args])
     err = capsys.readouterr().err.strip().splitlines()

@@ -458,3 +458,72 @@ def test_spectral_heads_chunked_synthesis_carries_the_phase(head):
     with torch.no_grad():  # without the carried phase, the second chunk would restart at pi * k
         restarted = ADAPTER.synthesize(gen, cond[..., 64 - context :], (300 - 64 + context) * 16, options)[..., context * 16 : (context + 64) * 16]
     assert (restarted - whole[..., 64 * 16 : 128 * 16]).abs().max() > 1e-3
+
+
+def _projecting_generator(iterations: int = 3, **kwargs) -> MelGANGenerator:
+    """A small frame-rate sines generator whose mel (8 bands, n_fft 32, hop 16 at 8 kHz) it projects onto."""
+    from waveforge.audio.mel import MelConfig
+
+    mel = MelConfig(sample_rate=8000, n_fft=32, hop_length=16, win_length=32, n_mels=8, f_min=0.0, f_max=4000.0)
+    config = dict(cond_channels=8, hop_length=16, upsample_factors=[1], initial_channels=32, upsampling="nearest",
+                  output="sines", n_fft=32, mel_projection=iterations, mel={k: v for k, v in mel.to_dict().items() if k != "kind"})
+    config.update(kwargs)
+    return MelGANGenerator(MelGANGeneratorConfig(**config))
+
+
+def test_mel_projection_config_checks():
+    mel = _projecting_generator().config.mel
+    with pytest.raises(ValueError, match="needs output 'stft' or 'sines' and upsample_factors of 1"):
+        MelGANGeneratorConfig(mel_projection=2, mel=mel)
+    with pytest.raises(ValueError, match="upsample_factors of 1"):
+        _projecting_generator(upsample_factors=[2], hop_length=16)
+    with pytest.raises(ValueError, match="needs the conditioning's mel settings"):
+        _projecting_generator(mel=None)
+    with pytest.raises(ValueError, match="the mel's n_fft to be the generator's 64"):
+        _projecting_generator(n_fft=64)
+    assert _projecting_generator(iterations=0).config.mel_projection == 0  # off: the mel is not needed
+
+
+def test_mel_projection_gives_the_output_the_conditioning_mel():
+    """The projected audio's mel is the mel it was given, where the raw head's is far from it; the
+    projection leaves phases alone and costs its filterbank products in the bench's FLOP count."""
+    from waveforge.audio.mel import MelConfig, MelSpectrogram
+    from waveforge.models.spectral_heads import project_to_mel
+
+    torch.manual_seed(0)
+    gen = _projecting_generator().eval()
+    raw = _projecting_generator(iterations=0)
+    raw.load_state_dict(gen.state_dict())
+    analysis = MelSpectrogram(MelConfig(**gen.config.mel))
+    t = torch.arange(16 * 64) / 8000  # a mel some real audio has: two partials and a decay
+    audio = (0.3 * torch.sin(2 * math.pi * 440 * t) + 0.1 * torch.sin(2 * math.pi * 1900 * t)) * torch.exp(-3 * t)
+    cond = analysis(audio.reshape(1, 1, -1))
+    with torch.no_grad():
+        projected, unprojected = gen(cond), raw(cond)
+    inner = slice(4, -4)  # away from the edges' reflection padding
+    # an untrained head's frames do not overlap-add consistently, so the audio keeps some error
+    assert (analysis(projected) - cond)[..., inner].abs().mean() < 0.35 * (analysis(unprojected) - cond)[..., inner].abs().mean()
+    # the frames themselves converge to any mel some spectrum has, and keep their phases
+    fb = gen.mel_filterbank
+    spectrum = torch.polar(torch.rand(1, 17, 5) + 0.1, torch.rand(1, 17, 5) * 6)
+    target = torch.log(fb @ (4 * torch.rand(1, 17, 5)))
+    out = project_to_mel(spectrum, target, fb, 30, 1e-5)
+    assert (torch.log(fb @ spectrum.abs()) - target).abs().max() > 0.5
+    torch.testing.assert_close(torch.log(fb @ out.abs()), target, rtol=0, atol=0.02)
+    torch.testing.assert_close(torch.angle(out), torch.angle(spectrum))
+    assert melgan_generator_flops(gen.config, 10) > melgan_generator_flops(raw.config, 10)
+
+
+def test_mel_projection_chunked_equals_whole():
+    from waveforge.inference.families import SynthesisOptions
+    from waveforge.inference.families.melgan import ADAPTER
+
+    torch.manual_seed(0)
+    gen = _projecting_generator().remove_weight_norm().eval()
+    cond = torch.randn(1, 8, 300) - 3.0
+    context = ADAPTER.context_frames(gen)
+    with torch.no_grad():
+        whole = ADAPTER.synthesize(gen, cond, 300 * 16, SynthesisOptions())
+        chunked = torch.cat(list(ADAPTER.synthesize_chunked(gen, cond, 16, 64, context, SynthesisOptions())), dim=-1)
+    assert whole.abs().max() > 1e-2
+    torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-5)

@@ -60,6 +60,8 @@ def melgan_generator_flops(config: MelGANGeneratorConfig, n_frames: int) -> floa
         return 2.0 * macs
     n_bins = c.n_fft // 2 + 1
     macs += channels * 2 * n_bins * c.output_kernel_size * length
+    # mel_projection: per iteration, the spectrum's mel and the bins' gains (two filterbank products)
+    macs += c.mel_projection * 2 * c.cond_channels * n_bins * length
     # the inverse real FFT per frame, at the usual 2.5 N log2 N real operations
     return 2.0 * macs + 2.5 * c.n_fft * math.log2(c.n_fft) * length
 

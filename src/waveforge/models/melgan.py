@@ -23,7 +23,7 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
 from waveforge.models.config import ModelConfig
-from waveforge.models.spectral_heads import LOG_MAGNITUDE_RANGE, SINE_TAPS, SPECTRAL_HEADS, SpectralHead
+from waveforge.models.spectral_heads import LOG_MAGNITUDE_RANGE, SINE_TAPS, SPECTRAL_HEADS, SpectralHead, project_to_mel
 from waveforge.nn.upsample import init_transposed_conv_
 
 __all__ = ["MelGANGenerator", "MelGANGeneratorConfig", "transposed_conv_geometry"]
@@ -69,6 +69,14 @@ class MelGANGeneratorConfig(ModelConfig):
       the STFT (:meth:`~waveforge.models.spectral_heads.SpectralHead.sines_spectrum`). A partial is then one oscillator's
       lobe, coherent by construction, where the stft head must keep four bins' phases in step.
 
+    ``mel_projection`` (spectral heads at the frame rate, mel conditioning): after the head has
+    written its STFT, rescale it band by band this many times so that its mel is the conditioning
+    mel (:func:`~waveforge.models.spectral_heads.project_to_mel`). The generator decides phases and
+    how energy spreads within a band; the mel, which the vocoder is given, decides each band's
+    level. ``mel`` is that conditioning's :class:`~waveforge.audio.mel.MelConfig` as a dict (its
+    filterbank), filled in by the training task. It adds no parameters, so a trained generator can
+    be fine-tuned with it (``GANVocoderTask(init_from=...)``).
+
     Why integrate: any stack of convolutions and upsamplings is shift-equivariant with period
     ``hop_length``, so where its conditioning is steady (a held piano note) a waveform head's
     output repeats every hop and can hold partials only at multiples of ``sample_rate / hop``
@@ -89,6 +97,8 @@ class MelGANGeneratorConfig(ModelConfig):
     upsampling: str = "transposed"
     output: str = "waveform"
     n_fft: int = 1024
+    mel_projection: int = 0
+    mel: dict | None = None
 
     PRESETS = {
         # the MelGAN paper generator: 512 channels, factors 8, 8, 2, 2 (hop 256 at 22.05 kHz)
@@ -123,6 +133,8 @@ class MelGANGeneratorConfig(ModelConfig):
                 raise ValueError(f"n_fft must be even and at least twice the stft head's hop ({self.stft_hop}), got {self.n_fft}")
             if self.output == "sines" and self.n_fft < 2 * SINE_TAPS:  # a lobe mirrored at 0 Hz must land below Nyquist
                 raise ValueError(f"the sines head writes {SINE_TAPS} bins either side of each oscillator, so n_fft must be at least {2 * SINE_TAPS}, got {self.n_fft}")
+        if self.mel_projection:
+            self._check_mel_projection()
         n_stages = len(self.upsample_factors)
         if self.initial_channels % (2**n_stages) != 0:
             raise ValueError(
@@ -135,6 +147,21 @@ class MelGANGeneratorConfig(ModelConfig):
             k = getattr(self, name)
             if k < 1 or k % 2 == 0:
                 raise ValueError(f"{name} must be odd and positive (so 'same' padding is symmetric), got {k}")
+
+    def _check_mel_projection(self) -> None:
+        if self.mel_projection < 0:
+            raise ValueError(f"mel_projection is a number of iterations, got {self.mel_projection}")
+        if self.output == "waveform" or math.prod(self.upsample_factors) != 1:
+            raise ValueError("mel_projection rescales a spectral head's frames to the conditioning mel's: it needs output 'stft' or 'sines' and upsample_factors of 1")
+        if self.mel is None:
+            raise ValueError("mel_projection needs the conditioning's mel settings (mel); the training task fills them in from mel conditioning")
+        from waveforge.audio.mel import MelConfig
+
+        mel = MelConfig(**{k: v for k, v in self.mel.items() if k != "kind"})
+        wanted = {"n_mels": self.cond_channels, "n_fft": self.n_fft, "win_length": self.n_fft, "hop_length": self.hop_length}
+        for key, value in wanted.items():
+            if getattr(mel, key) != value:
+                raise ValueError(f"mel_projection needs the mel's {key} to be the generator's {value}, got {getattr(mel, key)}")
 
     @property
     def stft_hop(self) -> int:
@@ -284,6 +311,12 @@ class MelGANGenerator(nn.Module):
                 output_conv.bias[:n_bins] = math.log((-4.0 - LOG_MAGNITUDE_RANGE[0]) / (LOG_MAGNITUDE_RANGE[1] + 4.0))
         self.head = SpectralHead(c.output, c.n_fft, c.stft_hop) if c.output != "waveform" else None
         self.output_conv = weight_norm(output_conv)
+        if c.mel_projection:
+            from waveforge.audio.mel import MelConfig, mel_filterbank
+
+            mel = MelConfig(**{k: v for k, v in c.mel.items() if k != "kind"})
+            self.register_buffer("mel_filterbank", mel_filterbank(mel), persistent=False)
+            self.mel_floor = mel.log_floor
         # Reflection padding needs more samples than it pads, at every rate.
         min_frames = self.input_pad + 1
         rate = 1
@@ -303,7 +336,7 @@ class MelGANGenerator(nn.Module):
         n_frames = cond.shape[-1]
         if self.head is not None:
             log_magnitude, increments = self.spectral_frames(cond)
-            return self.head.synthesize(log_magnitude, increments, self.head.integrate_phase(increments))
+            return self.spectral_audio(log_magnitude, increments, self.head.integrate_phase(increments), cond)
         self._check_cond(cond)
         audio = torch.tanh(self._head_input(cond))
         assert audio.shape[-1] == n_frames * self.hop_length  # (B, 1, F * hop)
@@ -325,6 +358,14 @@ class MelGANGenerator(nn.Module):
             raise ValueError("spectral_frames needs a generator with output='stft' or 'sines'")
         self._check_cond(cond)
         return self.head.frames(self._head_input(cond))
+
+    def spectral_audio(self, log_magnitude: torch.Tensor, increments: torch.Tensor, phase: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """The head's frames (``(B, K, L)`` each) -> audio ``(B, 1, L * stft_hop)``, projected onto
+        ``cond``'s mel when the config says so (``mel_projection``)."""
+        spectrum = self.head.spectrum(log_magnitude, increments, phase)
+        if self.config.mel_projection:
+            spectrum = project_to_mel(spectrum, cond, self.mel_filterbank, self.config.mel_projection, self.mel_floor)
+        return self.head.istft(spectrum)
 
     @torch.no_grad()
     def infer(self, cond: torch.Tensor) -> torch.Tensor:

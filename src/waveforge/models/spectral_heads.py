@@ -26,7 +26,7 @@ from torch import nn
 
 from waveforge.audio.stft import hann_lobe, hop_aligned_istft
 
-__all__ = ["LOG_MAGNITUDE_RANGE", "SINE_TAPS", "SPECTRAL_HEADS", "SpectralHead"]
+__all__ = ["LOG_MAGNITUDE_RANGE", "SINE_TAPS", "SPECTRAL_HEADS", "SpectralHead", "project_to_mel"]
 
 SPECTRAL_HEADS = ("stft", "sines")
 #: the sines head's taps: each oscillator writes its window's main lobe into this many bins either side
@@ -80,10 +80,16 @@ class SpectralHead(nn.Module):
 
     def synthesize(self, log_magnitude: torch.Tensor, increments: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
         """The head's synthesis: ``(B, K, L)`` each -> ``(B, 1, L * hop)``."""
+        return self.istft(self.spectrum(log_magnitude, increments, phase))
+
+    def spectrum(self, log_magnitude: torch.Tensor, increments: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
+        """The STFT the head writes: ``(B, K, L)`` each -> complex ``(B, K, L)``."""
         if self.kind == "stft":
-            spectrum = torch.polar(torch.exp(log_magnitude), phase)
-        else:
-            spectrum = self.sines_spectrum(log_magnitude, increments, phase)
+            return torch.polar(torch.exp(log_magnitude), phase)
+        return self.sines_spectrum(log_magnitude, increments, phase)
+
+    def istft(self, spectrum: torch.Tensor) -> torch.Tensor:
+        """Complex ``(B, K, L)`` -> audio ``(B, 1, L * hop)``."""
         return hop_aligned_istft(spectrum, self.hop, self.window)
 
     def sines_spectrum(self, log_magnitude: torch.Tensor, increments: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
@@ -120,3 +126,24 @@ class SpectralHead(nn.Module):
             + F.pad(below, (0, 0, 0, n_bins - taps - 1))
             + F.pad(above, (0, 0, n_bins - taps - 1, 0))
         )
+
+
+def project_to_mel(spectrum: torch.Tensor, log_mel: torch.Tensor, filterbank: torch.Tensor, iterations: int, floor: float) -> torch.Tensor:
+    """Rescale ``spectrum`` band by band until its mel is ``log_mel``: complex ``(B, K, L)``, ``(B, M, L)`` -> ``(B, K, L)``.
+
+    Each iteration takes the spectrum's mel (``filterbank (M, K)`` times its magnitudes, as the
+    conditioning's mel is taken), the ratio of the wanted band amplitudes to it, and scales every
+    bin by the filterbank-weighted mean of its bands' ratios (bins no band covers keep their
+    value). Phases, and the spread of energy within a band, are the generator's; the level of each
+    band, frame by frame, is the mel's, which the generator only approximates: where it lets a held
+    note's partial dip at another note's attack and swell back, a transcriber hears a new note.
+    ``floor`` is the mel's log floor: a band at the floor is silence, and is silenced.
+    """
+    cover = filterbank.sum(dim=0)  # (K,)
+    covered = cover > 0
+    target = torch.exp(log_mel)  # (B, M, L)
+    for _ in range(iterations):
+        ratio = target / (filterbank @ spectrum.abs()).clamp_min(floor)  # (B, M, L)
+        gain = (filterbank.T @ ratio) / torch.where(covered, cover, 1.0)[:, None]  # (B, K, L)
+        spectrum = spectrum * torch.where(covered[:, None], gain, 1.0)
+    return spectrum

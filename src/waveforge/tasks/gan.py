@@ -13,6 +13,7 @@ offset as large as the music, which costs several dB of log-spectral distance at
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -49,6 +50,10 @@ class GANVocoderTask(WaveformTask):
         gan_loss: ``"hinge"`` (MelGAN) or ``"lsgan"`` (HiFi-GAN).
         loss_weights: weights of ``adversarial``, ``feature_matching``, ``mel``, ``mr_stft``, ``dc``
             and ``lsd`` (log-spectral distance in dB, :func:`~waveforge.losses.stft.log_spectral_distance_loss`).
+        init_from: a checkpoint (``.ckpt``) or model file of a GAN vocoder whose generator weights
+            to start from (fine-tuning). Its generator must have the same weights' shapes; settings
+            without weights of their own (``mel_projection``) may differ. Read when training
+            starts; a resumed run then continues from its own checkpoint instead.
         warmup_steps: generator-only steps with the spectral terms alone before the GAN starts.
         lr_generator, lr_discriminator, betas: Adam settings (MelGAN: 1e-4, (0.5, 0.9)).
         lr_decay: multiplicative learning-rate decay applied every 1000 generator steps.
@@ -70,6 +75,7 @@ class GANVocoderTask(WaveformTask):
         lr_discriminator: float = 1e-4,
         betas: tuple[float, float] = (0.5, 0.9),
         lr_decay: float = 1.0,
+        init_from: str | None = None,
     ):
         super().__init__(sample_rate, feature)
         self.save_hyperparameters()
@@ -84,6 +90,10 @@ class GANVocoderTask(WaveformTask):
         fields = dict(architecture or {})
         fields.setdefault("upsample_factors", default_upsample_factors(hop))
         decided = {"cond_channels": self.cond_channels, "hop_length": hop}
+        if fields.get("mel_projection"):  # the generator rescales its frames to the conditioning mel's
+            if not isinstance(self.feature, MelConfig):
+                raise ValueError("mel_projection needs mel conditioning (the generator rescales its output to the mel it is given)")
+            decided["mel"] = {k: v for k, v in self.feature.to_dict().items() if k != "kind"}
         self.generator = MelGANGenerator(build_config(MelGANGeneratorConfig, fields, "paper", decided))
         self.discriminator = build_discriminator(discriminator, discriminator_size)
         self.mr_stft = MultiResolutionSTFTLoss()
@@ -91,6 +101,35 @@ class GANVocoderTask(WaveformTask):
         mel_cfg = self.feature if isinstance(self.feature, MelConfig) else analysis_mel_config(sample_rate)
         self.mel = MelSpectrogram(mel_cfg)
         self.register_buffer("generator_steps", torch.zeros((), dtype=torch.long))
+
+    # -- fine-tuning ---------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        # runs before Lightning restores a resumed checkpoint, which then overrides these weights
+        if stage == "fit" and self.hparams.init_from:
+            self.load_generator(self.hparams.init_from)
+
+    def load_generator(self, path: str | Path) -> None:
+        """The generator's weights from a GAN vocoder's checkpoint or model file (see ``init_from``)."""
+        path = Path(path)
+        if path.suffix == ".safetensors":
+            from waveforge.inference.modelfile import read_model_file
+
+            source = read_model_file(path)
+            if source.family != self.family:
+                raise ValueError(f"{path}: a {source.family} model, not a {self.family} generator")
+            state = source.state_dict
+        else:
+            from waveforge.tasks.export import load_task
+
+            previous = load_task(path)
+            if not isinstance(previous, GANVocoderTask):
+                raise ValueError(f"{path}: written by {type(previous).__name__}, not GANVocoderTask")
+            state = previous.generator.state_dict()
+        try:
+            self.generator.load_state_dict(state)
+        except RuntimeError as err:  # missing, unexpected or reshaped weights
+            detail = " ".join(str(err).splitlines()[1:2]).strip()
+            raise ValueError(f"{path}: its generator has another architecture ({detail})") from None
 
     # -- training ------------------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> None:

@@ -53,11 +53,12 @@ class MelGANAdapter(FamilyAdapter):
         for start in range(0, n_frames, chunk_frames):
             stop = min(start + chunk_frames, n_frames)
             lo, hi = max(0, start - context), min(n_frames, stop + context)
-            log_magnitude, increments = model.spectral_frames(_long_enough(model, cond[..., lo:hi]))
+            window = _long_enough(model, cond[..., lo:hi])
+            log_magnitude, increments = model.spectral_frames(window)
             summed = increments.double().cumsum(dim=-1)  # (B, K, L): phase advance from frame lo
             before_lo = phase_before_start - (summed[..., (start - lo) * rate - 1] if start > lo else 0.0)
             phase = model.head.integrate_phase(increments, start=before_lo)
-            audio = model.head.synthesize(log_magnitude, increments, phase)
+            audio = model.spectral_audio(log_magnitude, increments, phase, window)
             yield audio[..., (start - lo) * hop : (stop - lo) * hop].clamp(-1.0, 1.0)
             phase_before_start = (before_lo + summed[..., (stop - lo) * rate - 1]).remainder(2 * math.pi)
 
