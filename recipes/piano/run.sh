@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The shipped models (src/waveforge/pretrained/), reproduced from the project's own recipes:
-#   corpus-piano -> MelGAN vocoder (recipes/melgan/cpu.yaml) -> notes-to-mel (recipes/notes2mel/cpu.yaml)
+#   corpus-piano -> MelGAN vocoder (recipes/melgan/cpu.yaml, then cpu-mel.yaml) -> notes-to-mel (recipes/notes2mel/cpu.yaml)
 #   -> one composed renderer file -> float16 copies -> eval of float32 and float16 -> (install) the package files.
 #   recipes/piano/run.sh [install]
 # With "install", the float16 files and their sizes go to src/waveforge/pretrained/ (the cards are written by hand
@@ -19,15 +19,17 @@ source "$here/../stages.sh"
 prepare_data
 
 # 1. the mel vocoder: recipes/melgan/cpu.yaml on the piano corpus, in the run folder of `recipes/melgan/run.sh cpu`
-#    (a finished run there is resumed at its last step, so it is only exported again)
+#    (a finished run there is resumed at its last step, so it is only exported again), then its fine-tune with
+#    mel projection, recipes/melgan/cpu-mel.yaml (init_from that run's last checkpoint)
 here=$root/recipes/melgan recipe=cpu run=runs/melgan-cpu fit_and_export
+here=$root/recipes/melgan recipe=cpu-mel run=runs/melgan-cpu-mel fit_and_export
 # 2. the notes-to-mel stage: recipes/notes2mel/cpu.yaml on the same corpus, as `recipes/notes2mel/run.sh cpu`
 here=$root/recipes/notes2mel recipe=cpu run=runs/notes2mel-cpu fit_and_export
 here=$root/recipes/piano
 
 # 3. one renderer file (notes-to-mel + the vocoder), then both in float16
-waveforge export runs/notes2mel-cpu/model.safetensors --vocoder runs/melgan-cpu/model.safetensors -o "$out/piano-float32.safetensors"
-cp runs/melgan-cpu/model.safetensors "$out/piano-vocoder-float32.safetensors"
+waveforge export runs/notes2mel-cpu/model.safetensors --vocoder runs/melgan-cpu-mel/model.safetensors -o "$out/piano-float32.safetensors"
+cp runs/melgan-cpu-mel/model.safetensors "$out/piano-vocoder-float32.safetensors"
 for name in piano piano-vocoder; do
   waveforge export "$out/$name-float32.safetensors" --dtype float16 -o "$out/$name.safetensors"
 done
